@@ -1,0 +1,6 @@
+//! Wicket's engine: the reference CEL interpreter (the semantic oracle) and, built on it, the
+//! policy compiler and hot-path evaluator.
+
+pub mod value;
+
+pub use value::Value;

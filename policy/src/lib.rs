@@ -1,0 +1,2 @@
+//! Wicket traffic policy documents: loading YAML/JSON with positions, the typed document
+//! model, the variable and function environment, CEL type checking, lints and diagnostics.

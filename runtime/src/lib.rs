@@ -1,0 +1,1 @@
+//! The Wicket runtime: edge, agent, tunnel, credentials.

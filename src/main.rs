@@ -1,0 +1,5 @@
+//! The `wicket` command-line interface.
+
+fn main() {
+    println!("wicket");
+}
