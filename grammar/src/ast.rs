@@ -30,7 +30,10 @@ impl Span {
     /// The smallest span covering both.
     #[must_use]
     pub fn cover(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 
     /// Length in bytes.
@@ -55,7 +58,10 @@ impl Span {
     /// template-relative offsets).
     #[must_use]
     pub const fn shift(self, offset: u32) -> Span {
-        Span { start: self.start + offset, end: self.end + offset }
+        Span {
+            start: self.start + offset,
+            end: self.end + offset,
+        }
     }
 }
 
@@ -377,6 +383,8 @@ pub enum Macro {
         /// The expression producing an optional.
         body: Expr,
     },
+    /// `list.sortBy(var, keyExpr)` (lists extension): sort by the key computed per element.
+    SortBy(Comprehension),
     /// `cel.block([e0, e1, …], result)`: common-subexpression form; `cel.index(i)` inside
     /// refers to the i-th binding (block extension).
     Block {
@@ -404,6 +412,7 @@ impl Macro {
             Macro::Bind { .. } => "cel.bind",
             Macro::OptMap { .. } => "optMap",
             Macro::OptFlatMap { .. } => "optFlatMap",
+            Macro::SortBy(_) => "sortBy",
             Macro::Block { .. } => "cel.block",
         }
     }
@@ -430,5 +439,4 @@ impl Expr {
     pub fn new(kind: ExprKind, span: Span) -> Self {
         Self { kind, span }
     }
-
 }

@@ -1,2 +1,6 @@
 //! Wicket traffic policy documents: loading YAML/JSON with positions, the typed document
 //! model, the variable and function environment, CEL type checking, lints and diagnostics.
+
+pub mod phase;
+
+pub use phase::Phase;

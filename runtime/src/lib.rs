@@ -1,1 +1,3 @@
 //! The Wicket runtime: edge, agent, tunnel, credentials.
+
+pub mod credentials;

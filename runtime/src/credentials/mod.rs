@@ -1,0 +1,1 @@
+//! Fleet credentials: authtokens, ACL bindings, the credential store, audit records.
