@@ -4,3 +4,6 @@
 pub mod phase;
 
 pub use phase::Phase;
+pub mod diagnostic;
+
+pub use diagnostic::{Diagnostic, ExprIssue, FileId, Label, Severity};
