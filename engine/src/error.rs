@@ -37,4 +37,14 @@ pub enum EvalError {
     /// Any other invalid argument (bad conversion input, bad regex, bad time zone, …).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A map literal or map-producing operation repeats a key.
+    #[error("repeated key: {0}")]
+    DuplicateKey(String),
+    /// Evaluation exceeded a resource limit (nesting depth, iterations, value size).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The expression uses a feature the interpreter does not support (message construction,
+    /// protobuf types).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }

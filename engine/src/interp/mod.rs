@@ -1,4 +1,245 @@
 //! The reference interpreter: a plain tree-walking evaluator with exact CEL semantics. It is the
 //! oracle the compiled evaluator is checked against.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use wicket_engine::interp::{Env, eval};
+//! use wicket_engine::Value;
+//! use wicket_grammar::{Expr, ExprKind, Literal, Span};
+//!
+//! let one = Expr::new(ExprKind::Literal(Literal::Int(1)), Span::new(0, 1));
+//! let vars: HashMap<String, Value> = HashMap::new();
+//! assert!(matches!(eval(&one, &vars), Ok(Value::Int(1))));
+//! assert!(matches!(Env::new(&vars).with_container("com.example").eval(&one), Ok(Value::Int(1))));
+//! ```
+//!
+//! Design points:
+//! - Variables come from an [`Activation`], so any caller (tests, the policy compiler's
+//!   differential checks, the CLI) can supply them without building a map.
+//! - Errors are values of the language: `&&`, `||`, `?:` and the comprehension macros absorb them
+//!   by CEL's rules (`false && error == false`, `error && false == false`).
+//! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, and the
+//!   size of produced strings, bytes, lists and maps are capped by [`Limits`]; exceeding one is an
+//!   [`EvalError::LimitExceeded`].
+//! - Names resolve as cel-spec's "Name Resolution" says: in the container `a.b`, the name `x.y`
+//!   tries `a.b.x.y`, `a.x.y`, `x.y`, then `a.b.x` (selecting `y`), `a.x`, `x`; a leading dot
+//!   (`.x.y`) searches the root scope only. Macro variables shadow all of these.
 
+mod eval;
 pub mod ext;
+mod functions;
+mod time;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+
+use wicket_grammar::Expr;
+
+use crate::error::EvalError;
+use crate::value::Value;
+
+/// The source of variable values for an evaluation.
+///
+/// `resolve` receives fully qualified names (`x`, `com.example.y`, `request.headers` when a
+/// variable is declared under a dotted name). Return `None` for names that are not variables.
+pub trait Activation {
+    /// The value of the variable `name`, if it exists.
+    fn resolve(&self, name: &str) -> Option<Value>;
+}
+
+impl<S: BuildHasher> Activation for HashMap<String, Value, S> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        self.get(name).cloned()
+    }
+}
+
+impl Activation for BTreeMap<String, Value> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        self.get(name).cloned()
+    }
+}
+
+impl<A: Activation + ?Sized> Activation for &A {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        (**self).resolve(name)
+    }
+}
+
+/// An activation with no variables.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmptyActivation;
+
+impl Activation for EmptyActivation {
+    fn resolve(&self, _name: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Resource limits of one evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum nesting of expression evaluation (AST depth plus nested comprehensions).
+    pub max_depth: usize,
+    /// Maximum total number of comprehension iterations.
+    pub max_iterations: u64,
+    /// Maximum number of elements of a list or entries of a map built during evaluation.
+    pub max_collection_len: usize,
+    /// Maximum length in bytes of a string or bytes value built during evaluation.
+    pub max_string_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 200,
+            max_iterations: 1_000_000,
+            max_collection_len: 1_000_000,
+            max_string_len: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// An evaluation environment: the variables, the container (namespace) names are resolved in,
+/// and the resource limits.
+#[derive(Clone)]
+pub struct Env<'a> {
+    activation: &'a dyn Activation,
+    container: String,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("container", &self.container)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Env<'a> {
+    /// An environment over `activation`, with no container and default limits.
+    #[must_use]
+    pub fn new(activation: &'a dyn Activation) -> Self {
+        Self {
+            activation,
+            container: String::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Resolve names in `container` (e.g. `com.example`); empty means the root scope only.
+    #[must_use]
+    pub fn with_container(mut self, container: &str) -> Self {
+        container
+            .trim_start_matches('.')
+            .clone_into(&mut self.container);
+        self
+    }
+
+    /// Use these resource limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Evaluates `expr`.
+    ///
+    /// # Errors
+    /// The CEL error the expression evaluates to (division by zero, no such key, no matching
+    /// overload, …), or [`EvalError::LimitExceeded`] when a resource limit is hit.
+    pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        eval::Evaluator::new(self.activation, &self.container, &self.limits).eval(expr)
+    }
+}
+
+/// Evaluates `expr` with the variables of `activation`, no container and default limits.
+///
+/// # Errors
+/// See [`Env::eval`].
+pub fn eval(expr: &Expr, activation: &dyn Activation) -> Result<Value, EvalError> {
+    Env::new(activation).eval(expr)
+}
+
+#[cfg(test)]
+mod tests {
+    use wicket_grammar::ast::{BinaryOp, ExprKind, Literal, Span};
+
+    use super::*;
+
+    fn lit(l: Literal) -> Expr {
+        Expr::new(ExprKind::Literal(l), Span::default())
+    }
+
+    fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+        Expr::new(
+            ExprKind::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            },
+            Span::default(),
+        )
+    }
+
+    fn ident(name: &str) -> Expr {
+        Expr::new(
+            ExprKind::Ident {
+                name: name.to_owned(),
+                root: false,
+            },
+            Span::default(),
+        )
+    }
+
+    #[test]
+    fn errors_are_absorbed_by_logical_operators() {
+        let error = binary(BinaryOp::Div, lit(Literal::Int(1)), lit(Literal::Int(0)));
+        let and = binary(BinaryOp::And, error.clone(), lit(Literal::Bool(false)));
+        assert!(matches!(
+            eval(&and, &EmptyActivation),
+            Ok(Value::Bool(false))
+        ));
+        let or = binary(BinaryOp::Or, lit(Literal::Bool(true)), error.clone());
+        assert!(matches!(eval(&or, &EmptyActivation), Ok(Value::Bool(true))));
+        let strict = binary(BinaryOp::And, lit(Literal::Bool(true)), error);
+        assert!(matches!(
+            eval(&strict, &EmptyActivation),
+            Err(EvalError::DivisionByZero)
+        ));
+    }
+
+    #[test]
+    fn names_resolve_through_the_container() {
+        let mut vars = HashMap::new();
+        vars.insert("x.y".to_owned(), Value::Bool(true));
+        vars.insert("y".to_owned(), Value::Bool(false));
+        let env = Env::new(&vars).with_container("x");
+        assert!(matches!(env.eval(&ident("y")), Ok(Value::Bool(true))));
+        assert!(matches!(eval(&ident("y"), &vars), Ok(Value::Bool(false))));
+        assert!(matches!(
+            eval(&ident("missing"), &vars),
+            Err(EvalError::UndeclaredReference(_))
+        ));
+        assert!(matches!(
+            eval(&ident("int"), &vars),
+            Ok(Value::Type(crate::value::CelType::Int))
+        ));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error() {
+        let mut expr = lit(Literal::Int(0));
+        for _ in 0..50 {
+            expr = binary(BinaryOp::Add, expr, lit(Literal::Int(1)));
+        }
+        assert!(matches!(eval(&expr, &EmptyActivation), Ok(Value::Int(50))));
+        let limits = Limits {
+            max_depth: 10,
+            ..Limits::default()
+        };
+        let env = Env::new(&EmptyActivation).with_limits(limits);
+        assert!(matches!(env.eval(&expr), Err(EvalError::LimitExceeded(_))));
+    }
+}

@@ -1,0 +1,832 @@
+//! The tree walk: expressions, name resolution, logical operators and macros.
+
+use std::sync::Arc;
+
+use wicket_grammar::ast::{
+    BinaryOp, Comprehension, Expr, ExprKind, Ident, ListElement, Literal, Macro, MapEntry, UnaryOp,
+};
+
+use super::functions;
+use super::{Activation, Limits};
+use crate::error::EvalError;
+use crate::value::{CelType, Key, MapValue, Value};
+
+/// One `cel.block` in scope: its binding expressions and their lazily computed values.
+struct Block<'e> {
+    bindings: &'e [Expr],
+    slots: Vec<Slot>,
+    /// Number of macro variables in scope where the block starts; bindings see only those.
+    locals_len: usize,
+}
+
+enum Slot {
+    Pending,
+    InProgress,
+    Done(Result<Value, EvalError>),
+}
+
+/// The state of one evaluation.
+pub(super) struct Evaluator<'e> {
+    activation: &'e dyn Activation,
+    /// Container prefixes, most qualified first, each ending in `.`, then the empty prefix.
+    prefixes: Vec<String>,
+    pub(super) limits: &'e Limits,
+    /// Macro and `cel.bind` variables, innermost last.
+    locals: Vec<(String, Value)>,
+    blocks: Vec<Block<'e>>,
+    depth: usize,
+    iterations: u64,
+    pub(super) regex_cache: Vec<(String, regex::Regex)>,
+}
+
+type EvalResult = Result<Value, EvalError>;
+
+fn no_overload(function: &str) -> EvalError {
+    EvalError::NoMatchingOverload {
+        function: function.to_owned(),
+    }
+}
+
+impl<'e> Evaluator<'e> {
+    pub(super) fn new(activation: &'e dyn Activation, container: &str, limits: &'e Limits) -> Self {
+        let mut prefixes = Vec::new();
+        if !container.is_empty() {
+            let mut current = container;
+            loop {
+                prefixes.push(format!("{current}."));
+                match current.rfind('.') {
+                    Some(pos) => current = &current[..pos],
+                    None => break,
+                }
+            }
+        }
+        prefixes.push(String::new());
+        Self {
+            activation,
+            prefixes,
+            limits,
+            locals: Vec::new(),
+            blocks: Vec::new(),
+            depth: 0,
+            iterations: 0,
+            regex_cache: Vec::new(),
+        }
+    }
+
+    pub(super) fn eval(&mut self, expr: &'e Expr) -> EvalResult {
+        if self.depth >= self.limits.max_depth {
+            return Err(EvalError::LimitExceeded(format!(
+                "expression nesting exceeds the limit of {}",
+                self.limits.max_depth
+            )));
+        }
+        self.depth += 1;
+        let result = self.eval_kind(expr);
+        self.depth -= 1;
+        result
+    }
+
+    fn eval_kind(&mut self, expr: &'e Expr) -> EvalResult {
+        match &expr.kind {
+            ExprKind::Literal(lit) => Ok(literal(lit)),
+            ExprKind::Ident { name, root } => self.resolve_chain(&[name.as_str()], *root),
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => {
+                if !optional {
+                    if let Some((segments, root)) = ident_chain(expr) {
+                        return self.resolve_chain(&segments, root);
+                    }
+                }
+                let value = self.eval(operand)?;
+                select(&value, &field.name, *optional)
+            }
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => {
+                let value = self.eval(operand)?;
+                let index = self.eval(index)?;
+                index_value(&value, &index, *optional)
+            }
+            ExprKind::Call {
+                target,
+                function,
+                args,
+            } => self.eval_call(target.as_deref(), function, args),
+            ExprKind::Unary { op, operand } => {
+                let value = self.eval(operand)?;
+                match op {
+                    UnaryOp::Not => match value {
+                        Value::Bool(b) => Ok(Value::Bool(!b)),
+                        _ => Err(no_overload("!_")),
+                    },
+                    UnaryOp::Neg => functions::negate(&value),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => self.eval_binary(*op, lhs, rhs),
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => match self.eval(cond)? {
+                Value::Bool(true) => self.eval(then),
+                Value::Bool(false) => self.eval(otherwise),
+                _ => Err(no_overload("_?_:_")),
+            },
+            ExprKind::List(elements) => self.eval_list(elements),
+            ExprKind::Map(entries) => self.eval_map(entries),
+            ExprKind::Struct { type_name, .. } => Err(EvalError::Unsupported(format!(
+                "message construction `{type_name}`"
+            ))),
+            ExprKind::Macro(mac) => self.eval_macro(mac),
+        }
+    }
+
+    // ---- names ---------------------------------------------------------------------------
+
+    fn local(&self, name: &str) -> Option<&Value> {
+        self.locals
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Resolves `segments[0].segments[1]…` as a (possibly qualified) name followed by field
+    /// selections, or reports an undeclared reference.
+    fn resolve_chain(&mut self, segments: &[&str], root: bool) -> EvalResult {
+        match self.try_resolve_chain(segments, root) {
+            Some(result) => result,
+            None => Err(EvalError::UndeclaredReference(segments.join("."))),
+        }
+    }
+
+    /// Like [`Self::resolve_chain`], but `None` when no prefix of the chain names a variable
+    /// or type.
+    fn try_resolve_chain(&mut self, segments: &[&str], root: bool) -> Option<EvalResult> {
+        let (first, rest) = segments.split_first()?;
+        if !root {
+            if let Some(value) = self.local(first) {
+                let value = value.clone();
+                return Some(select_path(value, rest));
+            }
+        }
+        let prefixes: &[String] = if root {
+            &self.prefixes[self.prefixes.len() - 1..]
+        } else {
+            &self.prefixes
+        };
+        for n in (1..=segments.len()).rev() {
+            let name = segments[..n].join(".");
+            for prefix in prefixes {
+                let qualified = format!("{prefix}{name}");
+                if let Some(value) = self.activation.resolve(&qualified) {
+                    return Some(select_path(value, &segments[n..]));
+                }
+            }
+        }
+        for n in (1..=segments.len()).rev() {
+            let name = segments[..n].join(".");
+            for prefix in prefixes {
+                let qualified = format!("{prefix}{name}");
+                if let Some(ty) = CelType::from_name(&qualified) {
+                    return Some(select_path(Value::Type(ty), &segments[n..]));
+                }
+            }
+        }
+        None
+    }
+
+    // ---- calls ---------------------------------------------------------------------------
+
+    fn eval_call(
+        &mut self,
+        target: Option<&'e Expr>,
+        function: &'e Ident,
+        args: &'e [Expr],
+    ) -> EvalResult {
+        let name = function.name.as_str();
+        let target_value = match target {
+            None => None,
+            Some(target) => match ident_chain(target) {
+                Some((segments, root)) => match self.try_resolve_chain(&segments, root) {
+                    Some(result) => Some(result?),
+                    None => {
+                        // Not a variable: a qualified global function such as `base64.encode`.
+                        let qualified = format!("{}.{name}", segments.join("."));
+                        return self.eval_global_qualified(&qualified, args);
+                    }
+                },
+                None => Some(self.eval(target)?),
+            },
+        };
+        let mut values = Vec::with_capacity(args.len());
+        for arg in args {
+            values.push(self.eval(arg)?);
+        }
+        self.dispatch(name, target_value.as_ref(), &values)
+    }
+
+    fn eval_global_qualified(&mut self, qualified: &str, args: &'e [Expr]) -> EvalResult {
+        match qualified {
+            "cel.index" => return self.block_index(args),
+            "cel.iterVar" | "cel.accuVar" => {
+                let var = block_var_name(qualified, args)?;
+                return match self.local(&var) {
+                    Some(value) => Ok(value.clone()),
+                    None => Err(EvalError::UndeclaredReference(var)),
+                };
+            }
+            _ => {}
+        }
+        if !super::ext::is_function(qualified) && !functions::is_core_function(qualified) {
+            return Err(EvalError::UndeclaredReference(qualified.to_owned()));
+        }
+        let mut values = Vec::with_capacity(args.len());
+        for arg in args {
+            values.push(self.eval(arg)?);
+        }
+        self.dispatch(qualified, None, &values)
+    }
+
+    /// Calls a function by name: the core library first, then the extensions.
+    fn dispatch(&mut self, name: &str, target: Option<&Value>, args: &[Value]) -> EvalResult {
+        let core = functions::call(self, name, target, args);
+        let result = match core {
+            Some(Err(EvalError::NoMatchingOverload { function })) => {
+                match super::ext::call(name, target, args) {
+                    Some(result) => result,
+                    None => Err(EvalError::NoMatchingOverload { function }),
+                }
+            }
+            Some(result) => result,
+            None => match super::ext::call(name, target, args) {
+                Some(result) => result,
+                None => Err(EvalError::UndeclaredReference(name.to_owned())),
+            },
+        }?;
+        self.check_size(&result)?;
+        Ok(result)
+    }
+
+    /// Errors when a produced value is larger than the limits allow.
+    pub(super) fn check_size(&self, value: &Value) -> Result<(), EvalError> {
+        let (len, limit, what) = match value {
+            Value::String(s) => (s.len(), self.limits.max_string_len, "string"),
+            Value::Bytes(b) => (b.len(), self.limits.max_string_len, "bytes"),
+            Value::List(l) => (l.len(), self.limits.max_collection_len, "list"),
+            Value::Map(m) => (m.len(), self.limits.max_collection_len, "map"),
+            _ => return Ok(()),
+        };
+        if len > limit {
+            return Err(EvalError::LimitExceeded(format!(
+                "{what} size {len} exceeds the limit of {limit}"
+            )));
+        }
+        Ok(())
+    }
+
+    // ---- cel.block -----------------------------------------------------------------------
+
+    fn block_index(&mut self, args: &'e [Expr]) -> EvalResult {
+        let index = match args {
+            [
+                Expr {
+                    kind: ExprKind::Literal(Literal::Int(i)),
+                    ..
+                },
+            ] => usize::try_from(*i).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| no_overload("cel.index"))?;
+        let Some(block_pos) = self.blocks.len().checked_sub(1) else {
+            return Err(EvalError::InvalidArgument(
+                "`cel.index` used outside `cel.block`".to_owned(),
+            ));
+        };
+        let (expr, locals_len) = {
+            let block = &mut self.blocks[block_pos];
+            let Some(slot) = block.slots.get_mut(index) else {
+                return Err(EvalError::InvalidArgument(format!(
+                    "`cel.index({index})` is out of range"
+                )));
+            };
+            match slot {
+                Slot::Done(result) => return result.clone(),
+                Slot::InProgress => {
+                    return Err(EvalError::InvalidArgument(format!(
+                        "`cel.index({index})` refers to itself"
+                    )));
+                }
+                Slot::Pending => *slot = Slot::InProgress,
+            }
+            (&block.bindings[index], block.locals_len)
+        };
+        // A binding sees the scope of its block, not the variables of the macros it is used in;
+        // and only the blocks up to its own.
+        let hidden_locals = self.locals.split_off(locals_len.min(self.locals.len()));
+        let hidden_blocks = self.blocks.split_off(block_pos + 1);
+        let result = self.eval(expr);
+        self.locals.extend(hidden_locals);
+        self.blocks.extend(hidden_blocks);
+        if let Some(slot) = self.blocks[block_pos].slots.get_mut(index) {
+            *slot = Slot::Done(result.clone());
+        }
+        result
+    }
+
+    // ---- operators -----------------------------------------------------------------------
+
+    fn eval_binary(&mut self, op: BinaryOp, lhs: &'e Expr, rhs: &'e Expr) -> EvalResult {
+        match op {
+            BinaryOp::And => self.eval_logic(lhs, rhs, false),
+            BinaryOp::Or => self.eval_logic(lhs, rhs, true),
+            _ => {
+                let a = self.eval(lhs)?;
+                let b = self.eval(rhs)?;
+                let result = functions::binary(op, &a, &b)?;
+                self.check_size(&result)?;
+                Ok(result)
+            }
+        }
+    }
+
+    /// `&&` (`absorbing == false`) and `||` (`absorbing == true`): the absorbing value on either
+    /// side wins over an error on the other side.
+    fn eval_logic(&mut self, lhs: &'e Expr, rhs: &'e Expr, absorbing: bool) -> EvalResult {
+        let name = if absorbing { "_||_" } else { "_&&_" };
+        let left = self.eval(lhs);
+        if let Ok(Value::Bool(b)) = left {
+            if b == absorbing {
+                return Ok(Value::Bool(b));
+            }
+        }
+        let right = self.eval(rhs);
+        match (left, right) {
+            (_, Ok(Value::Bool(b))) if b == absorbing => Ok(Value::Bool(b)),
+            (Ok(Value::Bool(_)), Ok(Value::Bool(b))) => Ok(Value::Bool(b)),
+            (Err(e), _) => Err(e),
+            (Ok(Value::Bool(_)), Err(e)) => Err(e),
+            _ => Err(no_overload(name)),
+        }
+    }
+
+    fn eval_list(&mut self, elements: &'e [ListElement]) -> EvalResult {
+        let mut items = Vec::with_capacity(elements.len());
+        for element in elements {
+            let value = self.eval(&element.value)?;
+            if element.optional {
+                match value {
+                    Value::Optional(Some(inner)) => items.push(unwrap_arc(inner)),
+                    Value::Optional(None) => {}
+                    _ => return Err(no_overload("optional list element")),
+                }
+            } else {
+                items.push(value);
+            }
+        }
+        Ok(Value::list(items))
+    }
+
+    fn eval_map(&mut self, entries: &'e [MapEntry]) -> EvalResult {
+        let mut map = MapValue::new();
+        for entry in entries {
+            let key = self.eval(&entry.key)?;
+            let key = Key::from_value(&key).ok_or_else(|| {
+                EvalError::InvalidArgument(format!(
+                    "unsupported map key type `{}`",
+                    key.cel_type().name()
+                ))
+            })?;
+            let value = self.eval(&entry.value)?;
+            if entry.optional {
+                match value {
+                    Value::Optional(Some(inner)) => map.insert(key, unwrap_arc(inner))?,
+                    Value::Optional(None) => {}
+                    _ => return Err(no_overload("optional map entry")),
+                }
+            } else {
+                map.insert(key, value)?;
+            }
+        }
+        Ok(Value::map(map))
+    }
+
+    // ---- macros --------------------------------------------------------------------------
+
+    fn eval_macro(&mut self, mac: &'e Macro) -> EvalResult {
+        match mac {
+            Macro::Has { select } => self.eval_has(select),
+            Macro::All(comp) => self.eval_quantifier(comp, false),
+            Macro::Exists(comp) => self.eval_quantifier(comp, true),
+            Macro::ExistsOne(comp) => self.eval_exists_one(comp),
+            Macro::Map { comp, filter } => self.eval_collect(comp, filter.as_ref(), Collect::List),
+            Macro::Filter(comp) => self.eval_collect(comp, None, Collect::Filter),
+            Macro::TransformList { comp, filter } => {
+                self.eval_collect(comp, filter.as_ref(), Collect::List)
+            }
+            Macro::TransformMap { comp, filter } => {
+                self.eval_collect(comp, filter.as_ref(), Collect::Map)
+            }
+            Macro::TransformMapEntry { comp, filter } => {
+                self.eval_collect(comp, filter.as_ref(), Collect::MapEntry)
+            }
+            Macro::SortBy(comp) => self.eval_sort_by(comp),
+            Macro::Bind { var, init, body } => {
+                let value = self.eval(init)?;
+                self.with_locals(&[(var, value)], |this| this.eval(body))
+            }
+            Macro::OptMap { target, var, body } => match self.eval(target)? {
+                Value::Optional(None) => Ok(Value::Optional(None)),
+                Value::Optional(Some(inner)) => {
+                    let result =
+                        self.with_locals(&[(var, unwrap_arc(inner))], |this| this.eval(body))?;
+                    Ok(Value::optional_of(result))
+                }
+                _ => Err(no_overload("optMap")),
+            },
+            Macro::OptFlatMap { target, var, body } => match self.eval(target)? {
+                Value::Optional(None) => Ok(Value::Optional(None)),
+                Value::Optional(Some(inner)) => {
+                    match self.with_locals(&[(var, unwrap_arc(inner))], |this| this.eval(body))? {
+                        result @ Value::Optional(_) => Ok(result),
+                        _ => Err(no_overload("optFlatMap")),
+                    }
+                }
+                _ => Err(no_overload("optFlatMap")),
+            },
+            Macro::Block { bindings, result } => {
+                self.blocks.push(Block {
+                    bindings,
+                    slots: bindings.iter().map(|_| Slot::Pending).collect(),
+                    locals_len: self.locals.len(),
+                });
+                let value = self.eval(result);
+                self.blocks.pop();
+                value
+            }
+        }
+    }
+
+    fn eval_has(&mut self, select_expr: &'e Expr) -> EvalResult {
+        let ExprKind::Select { operand, field, .. } = &select_expr.kind else {
+            return Err(no_overload("has"));
+        };
+        let value = self.eval(operand)?;
+        has_field(&value, &field.name)
+    }
+
+    /// Runs `body` with `vars` bound as macro variables.
+    fn with_locals<T>(&mut self, vars: &[(&Ident, Value)], body: impl FnOnce(&mut Self) -> T) -> T {
+        let len = self.locals.len();
+        for (ident, value) in vars {
+            self.locals.push((var_name(&ident.name), value.clone()));
+        }
+        let result = body(self);
+        self.locals.truncate(len);
+        result
+    }
+
+    /// The (first, second) variable values of each iteration of a comprehension over `range`.
+    /// One-variable forms bind list elements or map keys; two-variable forms bind (index,
+    /// element) or (key, value).
+    fn iteration_values(range: &Value, two_vars: bool) -> Result<Vec<(Value, Value)>, EvalError> {
+        match range {
+            Value::List(items) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if two_vars {
+                        (Value::Int(i64::try_from(i).unwrap_or(i64::MAX)), v.clone())
+                    } else {
+                        (v.clone(), Value::Null)
+                    }
+                })
+                .collect()),
+            Value::Map(map) => Ok(map.iter().map(|(k, v)| (k.to_value(), v.clone())).collect()),
+            _ => Err(no_overload("comprehension range")),
+        }
+    }
+
+    fn tick(&mut self) -> Result<(), EvalError> {
+        self.iterations += 1;
+        if self.iterations > self.limits.max_iterations {
+            return Err(EvalError::LimitExceeded(format!(
+                "comprehensions exceed the limit of {} iterations",
+                self.limits.max_iterations
+            )));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` with the comprehension variables of one iteration bound.
+    fn eval_with_vars(
+        &mut self,
+        comp: &'e Comprehension,
+        item: &(Value, Value),
+        expr: &'e Expr,
+    ) -> EvalResult {
+        match &comp.var2 {
+            Some(var2) => self.with_locals(
+                &[(&comp.var, item.0.clone()), (var2, item.1.clone())],
+                |this| this.eval(expr),
+            ),
+            None => self.with_locals(&[(&comp.var, item.0.clone())], |this| this.eval(expr)),
+        }
+    }
+
+    /// `all` (`absorbing == false`) and `exists` (`absorbing == true`). The loop stops at the
+    /// first absorbing result; an error is kept, and returned unless an absorbing result follows.
+    fn eval_quantifier(&mut self, comp: &'e Comprehension, absorbing: bool) -> EvalResult {
+        let range = self.eval(&comp.range)?;
+        let items = Self::iteration_values(&range, comp.var2.is_some())?;
+        let mut error = None;
+        for item in &items {
+            self.tick()?;
+            match self.eval_with_vars(comp, item, &comp.body) {
+                Ok(Value::Bool(b)) if b == absorbing => return Ok(Value::Bool(b)),
+                Ok(Value::Bool(_)) => {}
+                Ok(_) => {
+                    error.get_or_insert_with(|| {
+                        no_overload(if absorbing { "_||_" } else { "_&&_" })
+                    });
+                }
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(Value::Bool(!absorbing)),
+        }
+    }
+
+    fn eval_exists_one(&mut self, comp: &'e Comprehension) -> EvalResult {
+        let range = self.eval(&comp.range)?;
+        let items = Self::iteration_values(&range, comp.var2.is_some())?;
+        let mut count = 0usize;
+        for item in &items {
+            self.tick()?;
+            match self.eval_with_vars(comp, item, &comp.body)? {
+                Value::Bool(true) => count += 1,
+                Value::Bool(false) => {}
+                _ => return Err(no_overload("exists_one")),
+            }
+        }
+        Ok(Value::Bool(count == 1))
+    }
+
+    fn eval_collect(
+        &mut self,
+        comp: &'e Comprehension,
+        filter: Option<&'e Expr>,
+        mode: Collect,
+    ) -> EvalResult {
+        let range = self.eval(&comp.range)?;
+        let two_vars = comp.var2.is_some();
+        let items = Self::iteration_values(&range, two_vars)?;
+        let mut list = Vec::new();
+        let mut map = MapValue::new();
+        for item in &items {
+            self.tick()?;
+            let predicate = match mode {
+                Collect::Filter => Some(&comp.body),
+                _ => filter,
+            };
+            if let Some(predicate) = predicate {
+                match self.eval_with_vars(comp, item, predicate)? {
+                    Value::Bool(true) => {}
+                    Value::Bool(false) => continue,
+                    _ => return Err(no_overload("filter")),
+                }
+            }
+            match mode {
+                Collect::Filter => list.push(item.0.clone()),
+                Collect::List => list.push(self.eval_with_vars(comp, item, &comp.body)?),
+                Collect::Map => {
+                    let value = self.eval_with_vars(comp, item, &comp.body)?;
+                    let key =
+                        Key::from_value(&item.0).ok_or_else(|| no_overload("transformMap"))?;
+                    map.insert(key, value)?;
+                }
+                Collect::MapEntry => match self.eval_with_vars(comp, item, &comp.body)? {
+                    Value::Map(entry) => {
+                        for (k, v) in entry.iter() {
+                            map.insert(k.clone(), v.clone())?;
+                        }
+                    }
+                    _ => return Err(no_overload("transformMapEntry")),
+                },
+            }
+            if list.len() > self.limits.max_collection_len
+                || map.len() > self.limits.max_collection_len
+            {
+                return Err(EvalError::LimitExceeded(format!(
+                    "comprehension result exceeds the limit of {} elements",
+                    self.limits.max_collection_len
+                )));
+            }
+        }
+        Ok(match mode {
+            Collect::Filter | Collect::List => Value::list(list),
+            Collect::Map | Collect::MapEntry => Value::map(map),
+        })
+    }
+
+    fn eval_sort_by(&mut self, comp: &'e Comprehension) -> EvalResult {
+        let range = self.eval(&comp.range)?;
+        let Value::List(items) = &range else {
+            return Err(no_overload("sortBy"));
+        };
+        let mut keyed = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            self.tick()?;
+            let key = self.eval_with_vars(comp, &(item.clone(), Value::Null), &comp.body)?;
+            keyed.push((key, item.clone()));
+        }
+        functions::sort_by_keys(keyed).map(Value::list)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Collect {
+    /// `filter`: keep the element when the predicate holds.
+    Filter,
+    /// `map` / `transformList`: collect the transform's results.
+    List,
+    /// `transformMap`: key → transform.
+    Map,
+    /// `transformMapEntry`: merge the produced one-entry maps.
+    MapEntry,
+}
+
+/// The name a macro variable is bound under. `cel.iterVar(i, j)` / `cel.accuVar(i, j)` (block
+/// extension) are normalised to `@it:i:j` / `@ac:i:j`, whichever way the parser spelled them.
+fn var_name(name: &str) -> String {
+    let compact: String = name.chars().filter(|c| !c.is_whitespace()).collect();
+    for (prefix, short) in [("cel.iterVar(", "@it"), ("cel.accuVar(", "@ac")] {
+        if let Some(rest) = compact
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            if let Some((i, j)) = rest.split_once(',') {
+                return format!("{short}:{i}:{j}");
+            }
+        }
+    }
+    name.to_owned()
+}
+
+fn block_var_name(function: &str, args: &[Expr]) -> Result<String, EvalError> {
+    let short = if function == "cel.iterVar" {
+        "@it"
+    } else {
+        "@ac"
+    };
+    match args {
+        [
+            Expr {
+                kind: ExprKind::Literal(Literal::Int(i)),
+                ..
+            },
+            Expr {
+                kind: ExprKind::Literal(Literal::Int(j)),
+                ..
+            },
+        ] => Ok(format!("{short}:{i}:{j}")),
+        _ => Err(no_overload(function)),
+    }
+}
+
+fn unwrap_arc(value: Arc<Value>) -> Value {
+    Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())
+}
+
+fn literal(lit: &Literal) -> Value {
+    match lit {
+        Literal::Null => Value::Null,
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Int(i) => Value::Int(*i),
+        Literal::Uint(u) => Value::Uint(*u),
+        Literal::Double(d) => Value::Double(*d),
+        Literal::String(s) => Value::string(s.as_str()),
+        Literal::Bytes(b) => Value::bytes(b.as_slice()),
+    }
+}
+
+/// `a.b.c` made only of identifiers and plain selections: the segments and the root flag.
+fn ident_chain(expr: &Expr) -> Option<(Vec<&str>, bool)> {
+    let mut segments = Vec::new();
+    let mut current = expr;
+    loop {
+        match &current.kind {
+            ExprKind::Select {
+                operand,
+                field,
+                optional: false,
+            } => {
+                segments.push(field.name.as_str());
+                current = operand;
+            }
+            ExprKind::Ident { name, root } => {
+                segments.push(name.as_str());
+                segments.reverse();
+                return Some((segments, *root));
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn select_path(mut value: Value, fields: &[&str]) -> EvalResult {
+    for field in fields {
+        value = select(&value, field, false)?;
+    }
+    Ok(value)
+}
+
+/// Field selection `value.field` (or `value.?field` when `optional`).
+fn select(value: &Value, field: &str, optional: bool) -> EvalResult {
+    match value {
+        Value::Map(map) => match map.get_key(&Key::String(field.into())) {
+            Some(v) if optional => Ok(Value::optional_of(v.clone())),
+            Some(v) => Ok(v.clone()),
+            None if optional => Ok(Value::Optional(None)),
+            None => Err(EvalError::NoSuchKey(field.to_owned())),
+        },
+        Value::Optional(None) => Ok(Value::Optional(None)),
+        Value::Optional(Some(inner)) => select(inner, field, true),
+        _ => Err(EvalError::NoSuchField(format!(
+            "`{field}` on a value of type `{}`",
+            value.cel_type().name()
+        ))),
+    }
+}
+
+/// `has(value.field)`.
+fn has_field(value: &Value, field: &str) -> EvalResult {
+    match value {
+        Value::Map(map) => Ok(Value::Bool(
+            map.get_key(&Key::String(field.into())).is_some(),
+        )),
+        Value::Optional(None) => Ok(Value::Bool(false)),
+        Value::Optional(Some(inner)) => has_field(inner, field),
+        _ => Err(no_overload("has")),
+    }
+}
+
+/// Indexing `value[index]` (or `value[?index]` when `optional`).
+fn index_value(value: &Value, index: &Value, optional: bool) -> EvalResult {
+    match value {
+        Value::List(items) => {
+            let position = match index {
+                Value::Int(i) => Some(*i),
+                Value::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
+                Value::Double(d) if d.fract() == 0.0 && d.is_finite() =>
+                {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Some(*d as i64)
+                }
+                _ => None,
+            };
+            let Some(position) = position else {
+                return Err(no_overload("_[_]"));
+            };
+            match usize::try_from(position).ok().and_then(|p| items.get(p)) {
+                Some(v) if optional => Ok(Value::optional_of(v.clone())),
+                Some(v) => Ok(v.clone()),
+                None if optional => Ok(Value::Optional(None)),
+                None => Err(EvalError::IndexOutOfRange(position)),
+            }
+        }
+        Value::Map(map) => {
+            if Key::from_value(index).is_none() && !matches!(index, Value::Double(_)) {
+                return Err(no_overload("_[_]"));
+            }
+            match map.get(index) {
+                Some(v) if optional => Ok(Value::optional_of(v.clone())),
+                Some(v) => Ok(v.clone()),
+                None if optional => Ok(Value::Optional(None)),
+                None => Err(EvalError::NoSuchKey(key_text(index))),
+            }
+        }
+        Value::Optional(None) => Ok(Value::Optional(None)),
+        Value::Optional(Some(inner)) => index_value(inner, index, true),
+        _ => Err(no_overload("_[_]")),
+    }
+}
+
+fn key_text(key: &Value) -> String {
+    match Key::from_value(key) {
+        Some(k) => k.to_string(),
+        None => match key {
+            Value::Double(d) => d.to_string(),
+            other => other.cel_type().name().to_owned(),
+        },
+    }
+}
