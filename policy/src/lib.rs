@@ -4,6 +4,8 @@
 pub mod phase;
 
 pub use phase::Phase;
+pub mod check;
 pub mod diagnostic;
+pub mod env;
 
 pub use diagnostic::{Diagnostic, ExprIssue, FileId, Label, Severity};

@@ -1,0 +1,434 @@
+//! The traffic policy environment as data: every variable of spec §4 and every function of
+//! spec §2 (ngrok helpers, CEL standard functions and operators, and the CEL extensions), with
+//! types and the phases where each exists.
+//!
+//! The tables are plain `static` slices ([`VARIABLES`], [`FUNCTIONS`]) shared by the type
+//! checker, the engine (which resolves names to [`VarId`]/[`FnId`]) and the docs/schema export.
+//! [`Env`] adds indexed lookups.
+
+mod functions;
+mod types;
+mod variables;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+pub use functions::FUNCTIONS;
+pub use types::{ObjectDef, Type, TypeSpec};
+pub use variables::{RETRY_CONDITION_VARIABLES, VARIABLES};
+
+use crate::Phase;
+
+/// A set of phases, as a bit set.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PhaseSet(u8);
+
+impl PhaseSet {
+    /// No phase.
+    pub const EMPTY: PhaseSet = PhaseSet(0);
+    /// `on_tcp_connect`.
+    pub const TCP: PhaseSet = PhaseSet(1);
+    /// `on_http_request`.
+    pub const REQ: PhaseSet = PhaseSet(2);
+    /// `on_http_response`.
+    pub const RES: PhaseSet = PhaseSet(4);
+    /// `on_event_stream_message`.
+    pub const SSE: PhaseSet = PhaseSet(8);
+    /// Every phase.
+    pub const ALL: PhaseSet = PhaseSet(15);
+    /// The phases that have a request (`req.*`): request, response and event-stream phases
+    /// (an event-stream message belongs to a response of a request **[inferred]**).
+    pub const HTTP: PhaseSet = PhaseSet(2 | 4 | 8);
+    /// The phases that have a response (`res.*`): response and event-stream phases.
+    pub const RESPONSE: PhaseSet = PhaseSet(4 | 8);
+
+    /// The set holding only `phase`.
+    #[must_use]
+    pub const fn of(phase: Phase) -> PhaseSet {
+        PhaseSet(match phase {
+            Phase::TcpConnect => 1,
+            Phase::HttpRequest => 2,
+            Phase::HttpResponse => 4,
+            Phase::EventStreamMessage => 8,
+        })
+    }
+
+    /// Both sets together.
+    #[must_use]
+    pub const fn union(self, other: PhaseSet) -> PhaseSet {
+        PhaseSet(self.0 | other.0)
+    }
+
+    /// Whether `phase` is in the set.
+    #[must_use]
+    pub const fn contains(self, phase: Phase) -> bool {
+        self.0 & PhaseSet::of(phase).0 != 0
+    }
+
+    /// The phases in the set, in evaluation order.
+    pub fn iter(self) -> impl Iterator<Item = Phase> {
+        Phase::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
+
+    /// The phases as a human list: `on_http_request, on_http_response`.
+    #[must_use]
+    pub fn describe(self) -> String {
+        let names: Vec<_> = self.iter().map(|p| format!("`{}`", p.as_str())).collect();
+        names.join(", ")
+    }
+}
+
+impl fmt::Debug for PhaseSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Identifies a variable: its position in [`VARIABLES`] (the table is append-only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+/// Identifies one function overload: its position in [`FUNCTIONS`] (append-only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FnId(pub u32);
+
+/// Whether a name is in ngrok's reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VarStatus {
+    /// In the variable reference.
+    Documented,
+    /// Seen in docs examples only (spec §4 "referenced in examples but not documented");
+    /// accepted with a warning.
+    Undocumented,
+}
+
+/// One variable of the environment.
+#[derive(Debug)]
+pub struct VarDef {
+    /// The dotted name (`req.url.path`). Names with `[` describe element fields
+    /// (`req.cookies[k][i].name`) and are not addressable.
+    pub name: &'static str,
+    /// Its CEL type.
+    pub ty: TypeSpec,
+    /// The phases where it exists.
+    pub phases: PhaseSet,
+    /// What it is.
+    pub doc: &'static str,
+    /// Documented or seen only in examples.
+    pub status: VarStatus,
+}
+
+impl VarDef {
+    /// Whether the name can be written as a dotted name in an expression.
+    #[must_use]
+    pub fn is_addressable(&self) -> bool {
+        !self.name.contains('[')
+    }
+
+    /// The `actions.ngrok.<ns>` namespace of an action result variable.
+    #[must_use]
+    pub fn action_namespace(&self) -> Option<&'static str> {
+        let rest = self.name.strip_prefix("actions.ngrok.")?;
+        Some(rest.split(['.', '[']).next().unwrap_or(rest))
+    }
+}
+
+/// How a function is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FnKind {
+    /// `f(args)`, including qualified names such as `base64.encode(x)`.
+    Global,
+    /// `target.f(args)`: the receiver type is the first entry of [`FnDef::params`].
+    Member,
+    /// An operator (`_+_`, `_[_]`, `@in`, `!_`, …), named as in cel-go.
+    Operator,
+}
+
+/// Where a function comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FnOrigin {
+    /// CEL standard definitions.
+    Standard,
+    /// ngrok's documented macros and functions (spec §2.2).
+    Ngrok,
+    /// A cel-go extension library (strings, lists, math, encoders, network, optionals).
+    Extension(&'static str),
+    /// Named only in the TPU price list or docs examples (spec §2.4); accepted with a warning.
+    Undocumented,
+}
+
+/// One overload of a function or operator.
+#[derive(Debug)]
+pub struct FnDef {
+    /// The name (`startsWith`, `base64.decode`, `_<_`).
+    pub name: &'static str,
+    /// Global, member or operator.
+    pub kind: FnKind,
+    /// Parameter types; for a member function the first is the receiver.
+    pub params: &'static [TypeSpec],
+    /// When set, the last parameter may repeat (`math.greatest(1, 2, 3)`).
+    pub variadic: bool,
+    /// The result type.
+    pub result: TypeSpec,
+    /// The phases where the function can be called.
+    pub phases: PhaseSet,
+    /// Where it comes from.
+    pub origin: FnOrigin,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+impl FnDef {
+    /// The number of arguments excluding a member call's receiver.
+    #[must_use]
+    pub fn arity(&self) -> usize {
+        match self.kind {
+            FnKind::Member => self.params.len().saturating_sub(1),
+            FnKind::Global | FnKind::Operator => self.params.len(),
+        }
+    }
+
+    /// The signature as shown in messages: `string.startsWith(string) -> bool`.
+    #[must_use]
+    pub fn signature(&self) -> String {
+        let show = |ps: &[TypeSpec]| {
+            let mut s: Vec<String> = ps.iter().map(ToString::to_string).collect();
+            if self.variadic {
+                if let Some(last) = s.last_mut() {
+                    last.push_str(", …");
+                }
+            }
+            s.join(", ")
+        };
+        match self.kind {
+            FnKind::Member => match self.params.split_first() {
+                Some((recv, rest)) => {
+                    format!("{recv}.{}({}) -> {}", self.name, show(rest), self.result)
+                }
+                None => format!("{}() -> {}", self.name, self.result),
+            },
+            FnKind::Global | FnKind::Operator => {
+                format!("{}({}) -> {}", self.name, show(self.params), self.result)
+            }
+        }
+    }
+}
+
+/// `cookie`: a request or response cookie (`req.cookies[k][i]`, `getReqCookie(name)`).
+pub static COOKIE: ObjectDef = ObjectDef {
+    name: "cookie",
+    fields: &[
+        ("name", TypeSpec::String),
+        ("value", TypeSpec::String),
+        ("domain", TypeSpec::String),
+        ("expires", TypeSpec::Timestamp),
+        ("http_only", TypeSpec::Bool),
+        ("max_age", TypeSpec::Duration),
+        ("path", TypeSpec::String),
+        ("same_site", TypeSpec::String),
+        ("secure", TypeSpec::Bool),
+        (
+            "unparsed_attributes",
+            TypeSpec::Map(&TypeSpec::String, &TypeSpec::String),
+        ),
+    ],
+    doc: "An HTTP cookie. Request cookies carry `name` and `value`; response cookies also carry their attributes.",
+};
+
+/// `Extension`: an X.509 certificate extension (`conn.tls.client.extensions[i]`).
+pub static EXTENSION: ObjectDef = ObjectDef {
+    name: "Extension",
+    fields: &[
+        ("id", TypeSpec::String),
+        ("critical", TypeSpec::Bool),
+        ("value", TypeSpec::Bytes),
+    ],
+    doc: "An X.509 certificate extension.",
+};
+
+/// `net.IP` (network extension): an IP address.
+pub static NET_IP: ObjectDef = ObjectDef {
+    name: "net.IP",
+    fields: &[],
+    doc: "An IP address (network extension `ip(s)`).",
+};
+
+/// `net.CIDR` (network extension): an IP prefix.
+pub static NET_CIDR: ObjectDef = ObjectDef {
+    name: "net.CIDR",
+    fields: &[],
+    doc: "An IP prefix (network extension `cidr(s)`).",
+};
+
+/// The environment: indexed access to [`VARIABLES`] and [`FUNCTIONS`].
+#[derive(Debug)]
+pub struct Env {
+    vars: HashMap<&'static str, VarId>,
+    funcs: HashMap<&'static str, Vec<FnId>>,
+}
+
+static ENV: LazyLock<Env> = LazyLock::new(|| {
+    let mut vars = HashMap::with_capacity(VARIABLES.len());
+    for (i, v) in VARIABLES.iter().enumerate() {
+        vars.entry(v.name).or_insert(VarId(index_u32(i)));
+    }
+    let mut funcs: HashMap<&'static str, Vec<FnId>> = HashMap::new();
+    for (i, f) in FUNCTIONS.iter().enumerate() {
+        funcs.entry(f.name).or_default().push(FnId(index_u32(i)));
+    }
+    Env { vars, funcs }
+});
+
+fn index_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+impl Env {
+    /// The shared environment.
+    #[must_use]
+    pub fn get() -> &'static Env {
+        &ENV
+    }
+
+    /// The variable named `name` (dotted, as in [`VarDef::name`]).
+    #[must_use]
+    pub fn variable(name: &str) -> Option<&'static VarDef> {
+        Env::variable_id(name).map(Env::var)
+    }
+
+    /// The id of the variable named `name`.
+    #[must_use]
+    pub fn variable_id(name: &str) -> Option<VarId> {
+        ENV.vars.get(name).copied()
+    }
+
+    /// The variable with id `id`.
+    ///
+    /// # Panics
+    /// Never for an id obtained from this module; a forged id out of range panics.
+    #[must_use]
+    pub fn var(id: VarId) -> &'static VarDef {
+        &VARIABLES[id.0 as usize]
+    }
+
+    /// Every overload named `name` (`startsWith`, `base64.decode`, `_<_`), with its id.
+    pub fn functions(name: &str) -> impl Iterator<Item = (FnId, &'static FnDef)> {
+        ENV.funcs
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|id| (*id, Env::function(*id)))
+    }
+
+    /// The overload with id `id`.
+    ///
+    /// # Panics
+    /// Never for an id obtained from this module; a forged id out of range panics.
+    #[must_use]
+    pub fn function(id: FnId) -> &'static FnDef {
+        &FUNCTIONS[id.0 as usize]
+    }
+
+    /// Whether some overload is named `name`.
+    #[must_use]
+    pub fn has_function(name: &str) -> bool {
+        ENV.funcs.contains_key(name)
+    }
+
+    /// The addressable variables that exist in `phase`.
+    pub fn for_phase(phase: Phase) -> impl Iterator<Item = &'static VarDef> {
+        VARIABLES
+            .iter()
+            .filter(move |v| v.phases.contains(phase) && v.is_addressable())
+    }
+
+    /// The function overloads callable in `phase`.
+    pub fn functions_for_phase(phase: Phase) -> impl Iterator<Item = &'static FnDef> {
+        FUNCTIONS.iter().filter(move |f| f.phases.contains(phase))
+    }
+
+    /// Every distinct function name (for "did you mean").
+    pub fn function_names() -> impl Iterator<Item = &'static str> {
+        ENV.funcs.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_counts_match_the_spec() {
+        let documented = VARIABLES
+            .iter()
+            .filter(|v| v.status == VarStatus::Documented)
+            .count();
+        let results = VARIABLES
+            .iter()
+            .filter(|v| v.name.starts_with("actions.ngrok."))
+            .count();
+        // 206 documented variables + 241 action result variables + `vars`.
+        assert_eq!(results, 241);
+        assert_eq!(documented, 206 + 241 + 1);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for v in VARIABLES {
+            assert!(seen.insert(v.name), "duplicate variable {}", v.name);
+        }
+    }
+
+    #[test]
+    fn spec_types_are_followed() {
+        let ty = |n: &str| Env::variable(n).map(|v| v.ty.to_type().to_string());
+        assert_eq!(
+            ty("req.headers").as_deref(),
+            Some("map(string, list(string))")
+        );
+        assert_eq!(
+            ty("req.url.query_params").as_deref(),
+            Some("map(string, list(string))")
+        );
+        assert_eq!(
+            ty("req.cookies").as_deref(),
+            Some("map(string, list(cookie))")
+        );
+        assert_eq!(ty("conn.client_ip").as_deref(), Some("string"));
+        assert_eq!(ty("time.now").as_deref(), Some("string"));
+        assert_eq!(ty("conn.geo.latitude").as_deref(), Some("string"));
+        assert_eq!(ty("res.status_code").as_deref(), Some("int"));
+        assert_eq!(ty("conn.ts.start").as_deref(), Some("timestamp"));
+    }
+
+    #[test]
+    fn phases_follow_the_namespaces() {
+        let res = Env::variable("res.status_code").map(|v| v.phases);
+        assert_eq!(res, Some(PhaseSet::RESPONSE));
+        assert!(Env::for_phase(Phase::TcpConnect).all(|v| !v.name.starts_with("req.")));
+        assert!(Env::for_phase(Phase::HttpRequest).any(|v| v.name == "req.url.path"));
+        let basic = Env::variable("actions.ngrok.basic_auth.credentials.authorized");
+        assert_eq!(basic.map(|v| v.phases), Some(PhaseSet::REQ));
+        assert_eq!(basic.and_then(VarDef::action_namespace), Some("basic_auth"));
+    }
+
+    #[test]
+    fn functions_have_overloads() {
+        assert!(Env::functions("startsWith").count() >= 1);
+        assert!(Env::functions("_<_").count() >= 10);
+        assert_eq!(Env::functions("no_such").count(), 0);
+        let sig = Env::functions("inCidrRange")
+            .map(|(_, f)| f.signature())
+            .next();
+        assert_eq!(sig.as_deref(), Some("inCidrRange(string, string) -> bool"));
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let id = Env::variable_id("req.method");
+        assert_eq!(id.map(|id| Env::var(id).name), Some("req.method"));
+    }
+}
