@@ -1,0 +1,190 @@
+//! cel-go's optional types library, function part: `optional.of`, `optional.ofNonZeroValue`,
+//! `optional.none`, `optional.unwrap`, and the members `hasValue`, `value`, `or`, `orValue`
+//! and `unwrapOpt`. The syntax (`.?field`, `[?key]`, `{?k: v}`, `[?e]`) and the `optMap` /
+//! `optFlatMap` macros belong to the core.
+
+use std::sync::Arc;
+
+use super::{CallResult, invalid, list_value, no_overload};
+use crate::error::EvalError;
+use crate::value::Value;
+
+/// Global functions of the library.
+pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
+    let result = match (name, args) {
+        ("optional.of", [v]) => Ok(some(v.clone())),
+        ("optional.ofNonZeroValue", [v]) => Ok(if is_zero_value(v) {
+            Value::Optional(None)
+        } else {
+            some(v.clone())
+        }),
+        ("optional.none", []) => Ok(Value::Optional(None)),
+        ("optional.unwrap", [Value::List(items)]) => unwrap(items, name),
+        ("optional.of" | "optional.ofNonZeroValue" | "optional.none" | "optional.unwrap", _) => {
+            Err(no_overload(name))
+        }
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// Member functions of optional values (and `unwrapOpt` on lists of optionals).
+pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
+    let result = match (name, target, args) {
+        ("hasValue", Value::Optional(o), []) => Ok(Value::Bool(o.is_some())),
+        ("value", Value::Optional(o), []) => match o {
+            Some(v) => Ok(Value::clone(v)),
+            None => Err(invalid("optional.none() dereference")),
+        },
+        ("or", Value::Optional(o), [Value::Optional(_)]) => Ok(match o {
+            Some(_) => target.clone(),
+            None => args[0].clone(),
+        }),
+        ("orValue", Value::Optional(o), [alternative]) => Ok(match o {
+            Some(v) => Value::clone(v),
+            None => alternative.clone(),
+        }),
+        ("unwrapOpt", Value::List(items), []) => unwrap(items, name),
+        ("hasValue" | "value" | "or" | "orValue" | "unwrapOpt", _, _) => Err(no_overload(name)),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn some(v: Value) -> Value {
+    Value::Optional(Some(Arc::new(v)))
+}
+
+/// The values of the present optionals in a list of optionals.
+fn unwrap(items: &[Value], name: &str) -> Result<Value, EvalError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::Optional(Some(v)) => out.push(Value::clone(v)),
+            Value::Optional(None) => {}
+            _ => return Err(no_overload(name)),
+        }
+    }
+    Ok(list_value(out))
+}
+
+/// Whether `v` is the zero value of its type (cel-go's `IsZeroValue`): `null`, `false`, `0`,
+/// `0u`, `0.0`, `''`, `b''`, `[]`, `{}`, a zero duration, Go's zero time
+/// (`0001-01-01T00:00:00Z`) and `optional.none()`.
+fn is_zero_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Int(i) => *i == 0,
+        Value::Uint(u) => *u == 0,
+        Value::Double(d) => *d == 0.0,
+        Value::String(s) => s.is_empty(),
+        Value::Bytes(b) => b.is_empty(),
+        Value::List(items) => items.is_empty(),
+        Value::Map(map) => map.entries.is_empty(),
+        Value::Duration(d) => d.is_zero(),
+        Value::Timestamp(t) => t.as_second() == GO_ZERO_TIME_UNIX && t.subsec_nanosecond() == 0,
+        Value::Optional(o) => o.is_none(),
+        Value::Type(_) | Value::Ip(_) | Value::Cidr(_) => false,
+    }
+}
+
+/// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) in Unix seconds.
+const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::ext::{call, string_value, values_equal};
+
+    fn g(name: &str, args: &[Value]) -> Value {
+        call(name, None, args).unwrap().unwrap()
+    }
+
+    fn mem(name: &str, target: &Value, args: &[Value]) -> Result<Value, EvalError> {
+        call(name, Some(target), args).unwrap()
+    }
+
+    #[test]
+    fn constructors() {
+        assert!(matches!(
+            g("optional.of", &[Value::Null]),
+            Value::Optional(Some(_))
+        ));
+        assert!(matches!(g("optional.none", &[]), Value::Optional(None)));
+        assert!(matches!(
+            g("optional.ofNonZeroValue", &[string_value("")]),
+            Value::Optional(None)
+        ));
+        assert!(matches!(
+            g("optional.ofNonZeroValue", &[Value::Int(42)]),
+            Value::Optional(Some(_))
+        ));
+        let epoch_zero = jiff::Timestamp::new(GO_ZERO_TIME_UNIX, 0).unwrap();
+        assert!(is_zero_value(&Value::Timestamp(epoch_zero)));
+        assert!(!is_zero_value(&Value::Timestamp(
+            jiff::Timestamp::UNIX_EPOCH
+        )));
+        assert!(matches!(
+            call("optional.none", None, &[Value::Int(1)]),
+            Some(Err(EvalError::NoMatchingOverload { .. }))
+        ));
+    }
+
+    #[test]
+    fn members() {
+        let none = Value::Optional(None);
+        let one = some(Value::Int(1));
+        assert!(matches!(mem("hasValue", &one, &[]), Ok(Value::Bool(true))));
+        assert!(matches!(
+            mem("hasValue", &none, &[]),
+            Ok(Value::Bool(false))
+        ));
+        assert!(matches!(mem("value", &one, &[]), Ok(Value::Int(1))));
+        assert!(mem("value", &none, &[]).is_err());
+        assert!(values_equal(
+            &mem("or", &none, std::slice::from_ref(&one)).unwrap(),
+            &one
+        ));
+        assert!(values_equal(
+            &mem("or", &one, std::slice::from_ref(&none)).unwrap(),
+            &one
+        ));
+        assert!(matches!(
+            mem("orValue", &none, &[Value::Int(42)]),
+            Ok(Value::Int(42))
+        ));
+        assert!(matches!(
+            mem("orValue", &one, &[Value::Int(42)]),
+            Ok(Value::Int(1))
+        ));
+        assert!(matches!(
+            mem("or", &none, &[Value::Int(1)]),
+            Err(EvalError::NoMatchingOverload { .. })
+        ));
+        assert!(matches!(
+            mem("hasValue", &Value::Int(1), &[]),
+            Err(EvalError::NoMatchingOverload { .. })
+        ));
+    }
+
+    #[test]
+    fn unwrap_lists_of_optionals() {
+        let list = list_value(vec![
+            some(Value::Int(1)),
+            Value::Optional(None),
+            some(Value::Int(2)),
+        ]);
+        let expected = list_value(vec![Value::Int(1), Value::Int(2)]);
+        assert!(values_equal(
+            &g("optional.unwrap", std::slice::from_ref(&list)),
+            &expected
+        ));
+        assert!(values_equal(
+            &mem("unwrapOpt", &list, &[]).unwrap(),
+            &expected
+        ));
+        let bad = list_value(vec![Value::Int(1)]);
+        assert!(mem("unwrapOpt", &bad, &[]).is_err());
+    }
+}
