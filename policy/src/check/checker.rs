@@ -188,7 +188,7 @@ impl Checker<'_> {
                         format!("the operand of `!` must be a `bool`, but this is `{t}`"),
                         not_bool_help(&t),
                     );
-                    return Type::Bool;
+                    return Type::Error;
                 }
                 self.overload(name, FnKind::Operator, &[t], e.span, &[operand])
             }
@@ -651,6 +651,15 @@ impl Checker<'_> {
 
     fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr, d: usize) -> Type {
         let lt = self.expr(lhs, d);
+        if let ExprKind::Unary {
+            op: UnaryOp::Not,
+            operand,
+        } = &lhs.kind
+        {
+            if lt == Type::Error {
+                self.precedence_hint(operand.span, op);
+            }
+        }
         let rt = self.expr(rhs, d);
         match op {
             BinaryOp::And | BinaryOp::Or => {
@@ -703,6 +712,22 @@ impl Checker<'_> {
                 };
                 self.overload(name, FnKind::Operator, &[lt, rt], e.span, &[lhs, rhs])
             }
+        }
+    }
+
+    /// `!x in list` parses as `(!x) in list`: explain on the `!` operand's error.
+    fn precedence_hint(&mut self, operand: Span, op: BinaryOp) {
+        if let Some(issue) = self
+            .issues
+            .iter_mut()
+            .rev()
+            .find(|i| i.code == codes::NOT_BOOL && i.span == operand)
+        {
+            issue.help = Some(format!(
+                "`!` binds tighter than `{}`: write `!(… {} …)` to negate the whole comparison",
+                op.as_str(),
+                op.as_str()
+            ));
         }
     }
 
@@ -798,6 +823,9 @@ impl Checker<'_> {
         match target {
             None => self.global_call(&function.name, function.span, e.span, args, d),
             Some(t) => {
+                if let Some(ty) = self.sort_with_comparator(t, function, args, d) {
+                    return ty;
+                }
                 let tt = self.expr(t, d);
                 let mut types = vec![tt];
                 for a in args {
@@ -820,6 +848,53 @@ impl Checker<'_> {
                 )
             }
         }
+    }
+
+    /// `list.sort(x, y, x.k < y.k)`: a comparator form seen in docs examples but not
+    /// documented (spec §2.4). Checked like a macro with both variables bound to the element
+    /// type, and reported as undocumented.
+    fn sort_with_comparator(
+        &mut self,
+        target: &Expr,
+        function: &Ident,
+        args: &[Expr],
+        d: usize,
+    ) -> Option<Type> {
+        let [a, b, body] = args else { return None };
+        let (ExprKind::Ident { name: x, .. }, ExprKind::Ident { name: y, .. }) = (&a.kind, &b.kind)
+        else {
+            return None;
+        };
+        if function.name != "sort" {
+            return None;
+        }
+        let rt = self.expr(target, d);
+        let elem = match &rt {
+            Type::List(e) => (**e).clone(),
+            t if t.is_dyn() => Type::Dyn,
+            t => {
+                self.error(
+                    codes::NOT_ITERABLE,
+                    target.span,
+                    format!("`sort` needs a list, but this is `{t}`"),
+                    None,
+                );
+                Type::Error
+            }
+        };
+        let depth = self.scopes.len();
+        self.scopes.push((x.clone(), elem.clone()));
+        self.scopes.push((y.clone(), elem));
+        let bt = self.expr(body, d);
+        self.scopes.truncate(depth);
+        self.expect_bool(&bt, body.span, "sort");
+        self.warn(
+            codes::UNDOCUMENTED_FUNCTION,
+            function.span,
+            "`sort` with a comparator is not documented".to_owned(),
+            Some("use `sortBy(x, key)` (lists extension) or `sort()`".to_owned()),
+        );
+        Some(rt)
     }
 
     fn global_call(

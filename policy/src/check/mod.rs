@@ -15,10 +15,11 @@ mod suggest;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use wicket_grammar::Expr;
+use wicket_grammar::template::{TemplatePart, parse_template};
+use wicket_grammar::{Expr, Span};
 
 use crate::Phase;
-use crate::diagnostic::ExprIssue;
+use crate::diagnostic::{ExprIssue, Severity};
 use crate::env::{Type, VarDef};
 
 pub use fold::fold_constant;
@@ -78,3 +79,107 @@ pub struct Checked {
 pub fn check_expr(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Checked {
     checker::check(expr, ctx, expected)
 }
+
+/// ngrok's code for an expression that does not compile.
+const NGROK_INVALID_EXPRESSION: u32 = 2200;
+/// ngrok's code for a `${…}` template that does not compile.
+const NGROK_INVALID_TEMPLATE: u32 = 2224;
+
+/// Parses `src` as one CEL expression and type-checks it. A parse error becomes an
+/// [`codes::PARSE_ERROR`] issue (or [`codes::INTERPOLATION_IN_EXPRESSION`] when the text
+/// contains `${`).
+#[must_use]
+pub fn check_source(src: &str, ctx: &CheckContext, expected: Expected) -> Checked {
+    match wicket_grammar::parse(src) {
+        Ok(expr) => check_expr(&expr, ctx, expected),
+        Err(err) => {
+            let issue = match interpolation_span(src) {
+                Some(span) => ExprIssue {
+                    code: codes::INTERPOLATION_IN_EXPRESSION,
+                    ngrok_code: Some(NGROK_INVALID_EXPRESSION),
+                    severity: Severity::Error,
+                    message: "`${…}` interpolation is not allowed in an expression".to_owned(),
+                    span,
+                    labels: vec![(err.span, err.message)],
+                    help: Some(
+                        "expressions are CEL already: write the inner expression directly, e.g. `vars.name` instead of `${vars.name}`"
+                            .to_owned(),
+                    ),
+                },
+                None => ExprIssue {
+                    code: codes::PARSE_ERROR,
+                    ngrok_code: Some(NGROK_INVALID_EXPRESSION),
+                    severity: Severity::Error,
+                    message: err.message,
+                    span: err.span,
+                    labels: Vec::new(),
+                    help: None,
+                },
+            };
+            Checked {
+                ty: Type::Error,
+                issues: vec![issue],
+            }
+        }
+    }
+}
+
+/// The span of the first `${…}` in `src` (to the matching `}` or the end), if any.
+fn interpolation_span(src: &str) -> Option<Span> {
+    let start = src.find("${")?;
+    let mut depth = 0usize;
+    let mut end = src.len();
+    for (i, c) in src[start + 1..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    end = start + 1 + i + 1;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Span::new(offset(start), offset(end)))
+}
+
+fn offset(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// Checks every `${…}` segment of a template string (an action field marked CEL-capable).
+/// Spans are relative to the template string; errors carry ngrok code 2224.
+#[must_use]
+pub fn check_template(src: &str, ctx: &CheckContext) -> Vec<ExprIssue> {
+    let template = match parse_template(src) {
+        Ok(t) => t,
+        Err(err) => {
+            return vec![ExprIssue {
+                code: codes::PARSE_ERROR,
+                ngrok_code: Some(NGROK_INVALID_TEMPLATE),
+                severity: Severity::Error,
+                message: err.to_string(),
+                span: err.span(),
+                labels: Vec::new(),
+                help: None,
+            }];
+        }
+    };
+    let mut issues = Vec::new();
+    for part in template.parts() {
+        if let TemplatePart::Expr { expr, .. } = part {
+            issues.extend(check_expr(expr, ctx, Expected::String).issues);
+        }
+    }
+    for issue in &mut issues {
+        if issue.severity == Severity::Error {
+            issue.ngrok_code = Some(NGROK_INVALID_TEMPLATE);
+        }
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests;
