@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::{CallResult, invalid, no_overload, string_value};
+use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
@@ -35,7 +35,7 @@ const UNPADDED: GeneralPurpose = GeneralPurpose::new(
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
     match name {
         "base64.encode" => Some(match args {
-            [Value::Bytes(b)] => Ok(string_value(encode(b))),
+            [Value::Bytes(b)] => Ok(Value::string(encode(b))),
             _ => Err(no_overload(name)),
         }),
         "base64.decode" => Some(match args {
@@ -80,9 +80,9 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert!(values_equal(&r, &string_value("aGVsbG8=")));
+        assert!(values_equal(&r, &Value::string("aGVsbG8=")));
         assert!(matches!(
-            call("base64.encode", None, &[string_value("hello")]),
+            call("base64.encode", None, &[Value::string("hello")]),
             Some(Err(EvalError::NoMatchingOverload { .. }))
         ));
     }
@@ -96,7 +96,7 @@ mod tests {
         assert!(decode("a").is_err());
         assert!(decode("!!!!").is_err());
         assert!(decode("aGVsbG8==").is_err());
-        let r = call("base64.decode", None, &[string_value("aGk=")])
+        let r = call("base64.decode", None, &[Value::string("aGk=")])
             .unwrap()
             .unwrap();
         assert!(values_equal(&r, &Value::Bytes(Arc::from(&b"hi"[..]))));

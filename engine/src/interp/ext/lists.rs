@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::{CallResult, compare_values, invalid, list_value, no_overload, type_of, values_equal};
+use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::{CelType, Value};
 
@@ -44,18 +44,18 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
     };
     Some(match (name, args) {
         ("slice", [Value::Int(start), Value::Int(end)]) => slice(list, *start, *end),
-        ("flatten", []) => Ok(list_value(flatten(list, 1))),
+        ("flatten", []) => Ok(Value::list(flatten(list, 1))),
         ("flatten", [Value::Int(depth)]) => {
             if *depth < 0 {
                 Err(invalid("flatten: level must be non-negative"))
             } else {
-                Ok(list_value(flatten(list, *depth)))
+                Ok(Value::list(flatten(list, *depth)))
             }
         }
         ("sort", []) => sort_by_keys(list, list),
         ("@sortByAssociatedKeys", [Value::List(keys)]) => sort_by_keys(list, keys),
         ("distinct", []) => Ok(distinct(list)),
-        ("reverse", []) => Ok(list_value(list.iter().rev().cloned().collect())),
+        ("reverse", []) => Ok(Value::list(list.iter().rev().cloned().collect())),
         ("first", []) => Ok(Value::Optional(list.first().cloned().map(Arc::new))),
         ("last", []) => Ok(Value::Optional(list.last().cloned().map(Arc::new))),
         _ => Err(no_overload(name)),
@@ -74,7 +74,7 @@ fn range(n: i64) -> Result<Value, EvalError> {
             "lists.range: size {n} exceeds maximum allowed ({MAX_RANGE_SIZE})"
         )));
     }
-    Ok(list_value((0..n).map(Value::Int).collect()))
+    Ok(Value::list((0..n).map(Value::Int).collect()))
 }
 
 fn slice(list: &[Value], start: i64, end: i64) -> Result<Value, EvalError> {
@@ -99,7 +99,7 @@ fn slice(list: &[Value], start: i64, end: i64) -> Result<Value, EvalError> {
             "cannot slice({start}, {end}), list is length {len}"
         )));
     }
-    Ok(list_value(list[from..to].to_vec()))
+    Ok(Value::list(list[from..to].to_vec()))
 }
 
 /// Flatten nested lists up to `depth` levels.
@@ -139,18 +139,24 @@ fn sort_by_keys(list: &[Value], keys: &[Value]) -> Result<Value, EvalError> {
         )));
     }
     let Some(first) = keys.first() else {
-        return Ok(list_value(Vec::new()));
+        return Ok(Value::list(Vec::new()));
     };
-    let key_type = type_of(first);
+    let key_type = first.cel_type();
     if !is_orderable(&key_type) {
         return Err(invalid("list elements must be comparable"));
     }
-    if keys.iter().any(|k| type_of(k) != key_type) {
+    if keys.iter().any(|k| k.cel_type() != key_type) {
         return Err(invalid("list elements must have the same type"));
     }
     let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by(|&a, &b| compare_values(&keys[a], &keys[b]).unwrap_or(Ordering::Equal));
-    Ok(list_value(
+    order.sort_by(|&a, &b| {
+        keys[a]
+            .cel_cmp(&keys[b])
+            .ok()
+            .flatten()
+            .unwrap_or(Ordering::Equal)
+    });
+    Ok(Value::list(
         order.into_iter().map(|i| list[i].clone()).collect(),
     ))
 }
@@ -159,20 +165,20 @@ fn sort_by_keys(list: &[Value], keys: &[Value]) -> Result<Value, EvalError> {
 fn distinct(list: &[Value]) -> Value {
     let mut unique: Vec<Value> = Vec::with_capacity(list.len());
     for item in list {
-        if !unique.iter().any(|seen| values_equal(seen, item)) {
+        if !unique.iter().any(|seen| seen.cel_eq(item)) {
             unique.push(item.clone());
         }
     }
-    list_value(unique)
+    Value::list(unique)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::ext::{call, string_value};
+    use crate::interp::ext::{call, values_equal};
 
     fn ints(v: &[i64]) -> Value {
-        list_value(v.iter().copied().map(Value::Int).collect())
+        Value::list(v.iter().copied().map(Value::Int).collect())
     }
 
     fn member_ok(name: &str, target: &Value, args: &[Value]) -> Value {
@@ -231,20 +237,20 @@ mod tests {
 
     #[test]
     fn flatten_with_depth() {
-        let nested = list_value(vec![
+        let nested = Value::list(vec![
             Value::Int(1),
-            list_value(vec![
+            Value::list(vec![
                 Value::Int(2),
-                list_value(vec![Value::Int(3), ints(&[4])]),
+                Value::list(vec![Value::Int(3), ints(&[4])]),
             ]),
         ]);
         let one = member_ok("flatten", &nested, &[]);
         assert_value(
             &one,
-            &list_value(vec![
+            &Value::list(vec![
                 Value::Int(1),
                 Value::Int(2),
-                list_value(vec![Value::Int(3), ints(&[4])]),
+                Value::list(vec![Value::Int(3), ints(&[4])]),
             ]),
         );
         assert_value(
@@ -265,32 +271,32 @@ mod tests {
             &member_ok("sort", &ints(&[3, 1, 2]), &[]),
             &ints(&[1, 2, 3]),
         );
-        let strs = list_value(vec![string_value("b"), string_value("a")]);
+        let strs = Value::list(vec![Value::string("b"), Value::string("a")]);
         assert_value(
             &member_ok("sort", &strs, &[]),
-            &list_value(vec![string_value("a"), string_value("b")]),
+            &Value::list(vec![Value::string("a"), Value::string("b")]),
         );
-        let mixed = list_value(vec![Value::Int(1), Value::Uint(0)]);
+        let mixed = Value::list(vec![Value::Int(1), Value::Uint(0)]);
         assert!(call("sort", Some(&mixed), &[]).unwrap().is_err());
-        let maps = list_value(vec![list_value(vec![])]);
+        let maps = Value::list(vec![Value::list(vec![])]);
         assert!(call("sort", Some(&maps), &[]).unwrap().is_err());
         assert_value(&member_ok("sort", &ints(&[]), &[]), &ints(&[]));
     }
 
     #[test]
     fn sort_by_associated_keys_is_stable() {
-        let items = list_value(vec![
-            string_value("foo"),
-            string_value("bar"),
-            string_value("baz"),
+        let items = Value::list(vec![
+            Value::string("foo"),
+            Value::string("bar"),
+            Value::string("baz"),
         ]);
         let keys = ints(&[3, 1, 1]);
         assert_value(
             &member_ok("@sortByAssociatedKeys", &items, &[keys]),
-            &list_value(vec![
-                string_value("bar"),
-                string_value("baz"),
-                string_value("foo"),
+            &Value::list(vec![
+                Value::string("bar"),
+                Value::string("baz"),
+                Value::string("foo"),
             ]),
         );
         assert!(
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn distinct_uses_cel_equality() {
-        let l = list_value(vec![
+        let l = Value::list(vec![
             Value::Int(1),
             Value::Uint(1),
             Value::Double(1.0),

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use super::{CallResult, compare_numbers, invalid, no_overload};
+use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
@@ -75,7 +75,7 @@ fn extremum(name: &str, args: &[Value], wanted: Ordering) -> Result<Value, EvalE
             return Err(no_overload(name));
         }
         best = match best {
-            Some(b) if compare_numbers(v, b) != Some(wanted) => Some(b),
+            Some(b) if v.cel_cmp(b).ok().flatten() != Some(wanted) => Some(b),
             _ => Some(v),
         };
     }
@@ -151,7 +151,7 @@ fn shift(name: &str, args: &[Value], left: bool) -> Result<Value, EvalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::ext::{call, list_value, string_value};
+    use crate::interp::ext::call;
 
     fn g(name: &str, args: &[Value]) -> Result<Value, EvalError> {
         call(name, None, args).expect("known function")
@@ -183,7 +183,7 @@ mod tests {
             g("math.least", &[Value::Int(i64::MAX), Value::Int(1)]),
             Ok(Value::Int(1))
         ));
-        let list = list_value(vec![
+        let list = Value::list(vec![
             Value::Double(5.4),
             Value::Uint(10),
             Value::Int(3),
@@ -194,8 +194,11 @@ mod tests {
             Ok(Value::Uint(10))
         ));
         assert!(matches!(g("math.least", &[list]), Ok(Value::Double(d)) if d == -5.0));
-        assert!(g("math.least", &[list_value(vec![])]).is_err());
-        assert!(is_overload_error(&g("math.greatest", &[string_value("a")])));
+        assert!(g("math.least", &[Value::list(vec![])]).is_err());
+        assert!(is_overload_error(&g(
+            "math.greatest",
+            &[Value::string("a")]
+        )));
         assert!(is_overload_error(&g("math.greatest", &[])));
     }
 

@@ -36,6 +36,15 @@ pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
     Some(result)
 }
 
+/// `string(ip)` and `string(cidr)`; `None` for other arguments (the core's conversions).
+pub(super) fn to_string(args: &[Value]) -> CallResult {
+    match args {
+        [Value::Ip(ip)] => Some(Ok(Value::string(ip_to_string(ip)))),
+        [Value::Cidr(net)] => Some(Ok(Value::string(cidr_to_string(net)))),
+        _ => None,
+    }
+}
+
 /// Member functions of `net.IP` and `net.CIDR` values.
 pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
     let known = matches!(
@@ -209,14 +218,14 @@ pub(super) fn is_rfc1918(ip: &Ipv4Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::ext::{call, string_value, values_equal};
+    use crate::interp::ext::{call, values_equal};
 
     fn ip(text: &str) -> Value {
-        call("ip", None, &[string_value(text)]).unwrap().unwrap()
+        call("ip", None, &[Value::string(text)]).unwrap().unwrap()
     }
 
     fn cidr(text: &str) -> Value {
-        call("cidr", None, &[string_value(text)]).unwrap().unwrap()
+        call("cidr", None, &[Value::string(text)]).unwrap().unwrap()
     }
 
     fn member_bool(name: &str, target: &Value, args: &[Value]) -> bool {
@@ -241,11 +250,19 @@ mod tests {
         assert!(values_equal(&ip("::ffff:c0a8:1"), &ip("192.168.0.1")));
         assert!(!values_equal(&ip("::"), &ip("::ffff")));
         assert!(call("ip", None, &[Value::Int(1)]).unwrap().is_err());
+        let text = call("string", None, &[ip("2001:DB8::68")])
+            .unwrap()
+            .unwrap();
+        assert!(values_equal(&text, &Value::string("2001:db8::68")));
+        let text = call("string", None, &[cidr("10.0.0.1/8")])
+            .unwrap()
+            .unwrap();
+        assert!(values_equal(&text, &Value::string("10.0.0.1/8")));
     }
 
     #[test]
     fn is_ip_is_cidr_and_canonical() {
-        let b = |name: &str, text: &str| call(name, None, &[string_value(text)]).unwrap();
+        let b = |name: &str, text: &str| call(name, None, &[Value::string(text)]).unwrap();
         assert!(matches!(b("isIP", "10.0.0.1"), Ok(Value::Bool(true))));
         assert!(matches!(b("isIP", "10.0.0.1/8"), Ok(Value::Bool(false))));
         assert!(matches!(b("isCIDR", "10.0.0.1/8"), Ok(Value::Bool(true))));
@@ -305,7 +322,7 @@ mod tests {
         assert!(member_bool(
             "containsIP",
             &net,
-            &[string_value("192.168.0.7")]
+            &[Value::string("192.168.0.7")]
         ));
         assert!(member_bool("containsCIDR", &net, &[cidr("192.168.0.1/32")]));
         assert!(!member_bool(
@@ -321,7 +338,7 @@ mod tests {
         assert!(member_bool(
             "containsCIDR",
             &cidr("2001:db8::/32"),
-            &[string_value("2001:db8::/33")]
+            &[Value::string("2001:db8::/33")]
         ));
         let masked = call("masked", Some(&cidr("192.168.0.1/24")), &[])
             .unwrap()

@@ -29,10 +29,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sha2::Digest as _;
 
-use super::{
-    CallResult, cel_type_name, encoders, invalid, key_value, list_value, map_value, network,
-    no_overload, string_value, strings, type_name,
-};
+use super::{CallResult, encoders, invalid, map_value, network, no_overload, strings};
 use crate::error::EvalError;
 use crate::value::{Key, Value};
 
@@ -57,17 +54,17 @@ pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
         ("inCidrRange", [ip, cidr]) => in_cidr_range(ip, cidr),
         ("inCidrRanges", [ip, Value::List(cidrs)]) => in_cidr_ranges(ip, cidrs),
         ("basic_auth.encode", [Value::String(user), Value::String(password)]) => {
-            Ok(string_value(format!(
+            Ok(Value::string(format!(
                 "Basic {}",
                 encoders::encode(format!("{user}:{password}").as_bytes())
             )))
         }
         ("json.decode", [Value::String(text)]) => json_decode(text),
-        ("json.encode", [value]) => json_encode(value).map(string_value),
+        ("json.encode", [value]) => json_encode(value).map(Value::string),
         ("queryString.decode", [Value::String(text)]) => parse_query(text),
-        ("queryString.encode", [value]) => encode_query(value).map(string_value),
-        ("url.escape", [Value::String(text)]) => Ok(string_value(query_escape(text))),
-        ("url.unescape", [Value::String(text)]) => query_unescape(text).map(string_value),
+        ("queryString.encode", [value]) => encode_query(value).map(Value::string),
+        ("url.escape", [Value::String(text)]) => Ok(Value::string(query_escape(text))),
+        ("url.unescape", [Value::String(text)]) => query_unescape(text).map(Value::string),
         ("url.parse", [Value::String(text)]) => parse_url(text).map(|u| u.into_value()),
         ("rand.double", []) => Ok(Value::Double(rand::random::<f64>())),
         ("rand.int", []) => random_int(0, 1),
@@ -118,9 +115,9 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
             return Some(Err(no_overload(name)));
         }
         return Some(if name == "encodeJson" {
-            json_encode(target).map(string_value)
+            json_encode(target).map(Value::string)
         } else {
-            encode_query(target).map(string_value)
+            encode_query(target).map(Value::string)
         });
     }
     let (Value::String(s), []) = (target, args) else {
@@ -134,16 +131,16 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
         )),
         "decodeQueryString" => parse_query(s),
         "isQueryString" => Ok(Value::Bool(parse_query(s).is_ok())),
-        "lower" => Ok(string_value(s.to_lowercase())),
-        "upper" => Ok(string_value(s.to_uppercase())),
-        "encodeBase64" => Ok(string_value(encoders::encode(s.as_bytes()))),
+        "lower" => Ok(Value::string(s.to_lowercase())),
+        "upper" => Ok(Value::string(s.to_uppercase())),
+        "encodeBase64" => Ok(Value::string(encoders::encode(s.as_bytes()))),
         "decodeBase64" => encoders::decode(s).and_then(|bytes| {
             String::from_utf8(bytes)
-                .map(string_value)
+                .map(Value::string)
                 .map_err(|_| invalid("decodeBase64: the decoded bytes are not valid UTF-8"))
         }),
-        "escapeUrl" => Ok(string_value(query_escape(s))),
-        "unescapeUrl" => query_unescape(s).map(string_value),
+        "escapeUrl" => Ok(Value::string(query_escape(s))),
+        "unescapeUrl" => query_unescape(s).map(Value::string),
         "parseUrl" => parse_url(s).map(|u| u.into_value()),
         "isURL" => Ok(Value::Bool(
             parse_url(s).is_ok_and(|u| !u.scheme.is_empty() && !u.host.is_empty()),
@@ -247,7 +244,7 @@ fn hash(algorithm: &str, input: &Value, format: Option<&Value>) -> Result<Value,
             .to_vec(),
         _ => return Err(no_overload(algorithm)),
     };
-    Ok(string_value(if base64 {
+    Ok(Value::string(if base64 {
         encoders::encode(&digest)
     } else {
         hex(&digest)
@@ -278,8 +275,8 @@ fn from_json(v: serde_json::Value) -> Value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(b),
         serde_json::Value::Number(n) => Value::Double(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => string_value(s),
-        serde_json::Value::Array(items) => list_value(items.into_iter().map(from_json).collect()),
+        serde_json::Value::String(s) => Value::string(s),
+        serde_json::Value::Array(items) => Value::list(items.into_iter().map(from_json).collect()),
         serde_json::Value::Object(entries) => map_value(
             entries
                 .into_iter()
@@ -313,7 +310,7 @@ fn write_json(out: &mut String, v: &Value) -> Result<(), EvalError> {
             let text = strings::format_string(v).map_err(invalid)?;
             write_json_string(out, &text);
         }
-        Value::Type(t) => write_json_string(out, cel_type_name(t)),
+        Value::Type(t) => write_json_string(out, t.name()),
         Value::Ip(ip) => write_json_string(out, &network::ip_to_string(ip)),
         Value::Cidr(net) => write_json_string(out, &network::cidr_to_string(net)),
         Value::Optional(Some(inner)) => write_json(out, inner)?,
@@ -350,7 +347,7 @@ fn write_json(out: &mut String, v: &Value) -> Result<(), EvalError> {
 fn key_text(key: &Key) -> String {
     match key {
         Key::String(s) => s.to_string(),
-        other => strings::format_string(&key_value(other)).unwrap_or_default(),
+        other => strings::format_string(&other.to_value()).unwrap_or_default(),
     }
 }
 
@@ -417,7 +414,7 @@ fn parse_query(text: &str) -> Result<Value, EvalError> {
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = query_unescape(name)?;
-        let value = string_value(query_unescape(value)?);
+        let value = Value::string(query_unescape(value)?);
         match names.iter().position(|n| *n == name) {
             Some(i) => values[i].push(value),
             None => {
@@ -427,7 +424,7 @@ fn parse_query(text: &str) -> Result<Value, EvalError> {
         }
     }
     Ok(map_value(names.into_iter().zip(values).map(
-        |(name, values)| (Key::String(name.into()), list_value(values)),
+        |(name, values)| (Key::String(name.into()), Value::list(values)),
     )))
 }
 
@@ -452,7 +449,7 @@ fn encode_query(v: &Value) -> Result<String, EvalError> {
                 Value::List(_) | Value::Map(_) => {
                     return Err(invalid(format!(
                         "encodeQueryString: value of `{name}` is a {}, not a string",
-                        type_name(item)
+                        item.type_name()
                     )));
                 }
                 other => strings::format_string(other).map_err(invalid)?,
@@ -557,7 +554,7 @@ impl ParsedUrl {
         let (hostname, port) = self.hostname_and_port();
         let (hostname, port) = (hostname.to_owned(), port.to_owned());
         let query = parse_query(&self.raw_query).unwrap_or_else(|_| map_value([]));
-        let field = |name: &str, value: String| (Key::String(name.into()), string_value(value));
+        let field = |name: &str, value: String| (Key::String(name.into()), Value::string(value));
         map_value([
             field("scheme", self.scheme),
             field("opaque", self.opaque),
@@ -696,11 +693,11 @@ fn random_int(min: i64, max: i64) -> Result<Value, EvalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::ext::{call, map_get, values_equal};
+    use crate::interp::ext::{call, values_equal};
     use std::sync::Arc;
 
     fn s(v: &str) -> Value {
-        string_value(v)
+        Value::string(v)
     }
 
     fn g(name: &str, args: &[Value]) -> Result<Value, EvalError> {
@@ -729,7 +726,7 @@ mod tests {
         let Value::Map(map) = map else {
             panic!("expected a map, got {map:?}")
         };
-        map_get(map, &Key::String(key.into())).expect("key present")
+        map.get_key(&Key::String(key.into())).expect("key present")
     }
 
     #[test]
@@ -752,7 +749,7 @@ mod tests {
             &[s("2001:db8::1"), s("2001:db8::/32")]
         )));
         assert!(g("inCidrRange", &[s("bogus"), s("10.0.0.0/8")]).is_err());
-        let ranges = list_value(vec![s("bad"), s("192.168.0.0/16"), Value::Int(3)]);
+        let ranges = Value::list(vec![s("bad"), s("192.168.0.0/16"), Value::Int(3)]);
         assert!(boolean(g(
             "inCidrRanges",
             &[s("192.168.4.4"), ranges.clone()]
@@ -819,7 +816,7 @@ mod tests {
         assert!(g("json.decode", &[s("{")]).is_err());
         assert!(boolean(m("isJson", &s("[1, 2]"), &[])));
         assert!(!boolean(m("isJson", &s("[1, 2"), &[])));
-        let list = list_value(vec![
+        let list = Value::list(vec![
             Value::Int(-1),
             Value::Uint(2),
             Value::Double(0.5),
@@ -835,7 +832,7 @@ mod tests {
         );
         assert!(json_encode(&Value::Double(f64::NAN)).is_err());
         let decoded = m("decodeJson", &s("[]"), &[]).unwrap();
-        assert!(values_equal(&decoded, &list_value(vec![])));
+        assert!(values_equal(&decoded, &Value::list(vec![])));
     }
 
     #[test]
@@ -843,10 +840,10 @@ mod tests {
         let q = g("queryString.decode", &[s("a=1&b=x+y&a=2&c")]).unwrap();
         assert!(values_equal(
             get(&q, "a"),
-            &list_value(vec![s("1"), s("2")])
+            &Value::list(vec![s("1"), s("2")])
         ));
-        assert!(values_equal(get(&q, "b"), &list_value(vec![s("x y")])));
-        assert!(values_equal(get(&q, "c"), &list_value(vec![s("")])));
+        assert!(values_equal(get(&q, "b"), &Value::list(vec![s("x y")])));
+        assert!(values_equal(get(&q, "c"), &Value::list(vec![s("")])));
         assert_eq!(text(m("encodeQueryString", &q, &[])), "a=1&a=2&b=x+y&c=");
         let simple = map_value([(Key::String("k".into()), s("a/b c"))]);
         assert_eq!(text(g("queryString.encode", &[simple])), "k=a%2Fb+c");
@@ -893,7 +890,7 @@ mod tests {
         assert_eq!(field("fragment"), "frag");
         assert!(values_equal(
             get(get(&u, "query"), "x"),
-            &list_value(vec![s("1"), s("2")])
+            &Value::list(vec![s("1"), s("2")])
         ));
         let v6 = m("parseUrl", &s("http://[::1]:80/"), &[]).unwrap();
         assert!(values_equal(get(&v6, "hostname"), &s("::1")));

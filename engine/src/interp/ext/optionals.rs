@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{CallResult, invalid, list_value, no_overload};
+use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
@@ -65,27 +65,16 @@ fn unwrap(items: &[Value], name: &str) -> Result<Value, EvalError> {
             _ => return Err(no_overload(name)),
         }
     }
-    Ok(list_value(out))
+    Ok(Value::list(out))
 }
 
-/// Whether `v` is the zero value of its type (cel-go's `IsZeroValue`): `null`, `false`, `0`,
-/// `0u`, `0.0`, `''`, `b''`, `[]`, `{}`, a zero duration, Go's zero time
-/// (`0001-01-01T00:00:00Z`) and `optional.none()`.
+/// Whether `v` is the zero value of its type for `optional.ofNonZeroValue`: the core's
+/// [`Value::is_zero_value`], except that the zero timestamp is Go's zero `time.Time`
+/// (`0001-01-01T00:00:00Z`), as in cel-go, not the Unix epoch.
 fn is_zero_value(v: &Value) -> bool {
     match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Int(i) => *i == 0,
-        Value::Uint(u) => *u == 0,
-        Value::Double(d) => *d == 0.0,
-        Value::String(s) => s.is_empty(),
-        Value::Bytes(b) => b.is_empty(),
-        Value::List(items) => items.is_empty(),
-        Value::Map(map) => map.entries.is_empty(),
-        Value::Duration(d) => d.is_zero(),
         Value::Timestamp(t) => t.as_second() == GO_ZERO_TIME_UNIX && t.subsec_nanosecond() == 0,
-        Value::Optional(o) => o.is_none(),
-        Value::Type(_) | Value::Ip(_) | Value::Cidr(_) => false,
+        other => other.is_zero_value(),
     }
 }
 
@@ -95,7 +84,7 @@ const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interp::ext::{call, string_value, values_equal};
+    use crate::interp::ext::{call, values_equal};
 
     fn g(name: &str, args: &[Value]) -> Value {
         call(name, None, args).unwrap().unwrap()
@@ -113,7 +102,7 @@ mod tests {
         ));
         assert!(matches!(g("optional.none", &[]), Value::Optional(None)));
         assert!(matches!(
-            g("optional.ofNonZeroValue", &[string_value("")]),
+            g("optional.ofNonZeroValue", &[Value::string("")]),
             Value::Optional(None)
         ));
         assert!(matches!(
@@ -170,12 +159,12 @@ mod tests {
 
     #[test]
     fn unwrap_lists_of_optionals() {
-        let list = list_value(vec![
+        let list = Value::list(vec![
             some(Value::Int(1)),
             Value::Optional(None),
             some(Value::Int(2)),
         ]);
-        let expected = list_value(vec![Value::Int(1), Value::Int(2)]);
+        let expected = Value::list(vec![Value::Int(1), Value::Int(2)]);
         assert!(values_equal(
             &g("optional.unwrap", std::slice::from_ref(&list)),
             &expected
@@ -184,7 +173,7 @@ mod tests {
             &mem("unwrapOpt", &list, &[]).unwrap(),
             &expected
         ));
-        let bad = list_value(vec![Value::Int(1)]);
+        let bad = Value::list(vec![Value::Int(1)]);
         assert!(mem("unwrapOpt", &bad, &[]).is_err());
     }
 }

@@ -7,10 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    CallResult, arg_int, arg_str, cel_type_name, invalid, key_value, list_value, no_overload,
-    string_value, type_name,
-};
+use super::{CallResult, arg_int, arg_str, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
@@ -21,7 +18,7 @@ const MAX_PRECISION: usize = 100;
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
     match name {
         "strings.quote" => Some(match args {
-            [Value::String(s)] => Ok(string_value(quote(s))),
+            [Value::String(s)] => Ok(Value::string(quote(s))),
             _ => Err(no_overload(name)),
         }),
         _ => None,
@@ -68,18 +65,18 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
         ("lastIndexOf", 2) => arg_str(args, 0)
             .zip(arg_int(args, 1))
             .map(|(sub, offset)| last_index_of_offset(s, sub, offset).map(Value::Int)),
-        ("lowerAscii", 0) => Some(Ok(string_value(s.to_ascii_lowercase()))),
-        ("upperAscii", 0) => Some(Ok(string_value(s.to_ascii_uppercase()))),
+        ("lowerAscii", 0) => Some(Ok(Value::string(s.to_ascii_lowercase()))),
+        ("upperAscii", 0) => Some(Ok(Value::string(s.to_ascii_uppercase()))),
         ("replace", 2) => arg_str(args, 0)
             .zip(arg_str(args, 1))
-            .map(|(old, new)| Ok(string_value(s.replace(old, new)))),
+            .map(|(old, new)| Ok(Value::string(s.replace(old, new)))),
         ("replace", 3) => match (arg_str(args, 0), arg_str(args, 1), arg_int(args, 2)) {
-            (Some(old), Some(new), Some(n)) => Some(Ok(string_value(replace_n(s, old, new, n)))),
+            (Some(old), Some(new), Some(n)) => Some(Ok(Value::string(replace_n(s, old, new, n)))),
             _ => None,
         },
         // Without a separator (an ngrok addition) the string is split around whitespace.
-        ("split", 0) => Some(Ok(list_value(
-            s.split_whitespace().map(string_value).collect(),
+        ("split", 0) => Some(Ok(Value::list(
+            s.split_whitespace().map(Value::string).collect(),
         ))),
         ("split", 1) => arg_str(args, 0).map(|sep| Ok(split_values(s, sep, -1))),
         ("split", 2) => arg_str(args, 0)
@@ -89,10 +86,10 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
         ("substring", 2) => arg_int(args, 0)
             .zip(arg_int(args, 1))
             .map(|(start, end)| substring(s, start, Some(end))),
-        ("trim", 0) => Some(Ok(string_value(s.trim()))),
-        ("reverse", 0) => Some(Ok(string_value(s.chars().rev().collect::<String>()))),
+        ("trim", 0) => Some(Ok(Value::string(s.trim()))),
+        ("reverse", 0) => Some(Ok(Value::string(s.chars().rev().collect::<String>()))),
         ("format", 1) => match &args[0] {
-            Value::List(items) => Some(format(s, items).map(string_value)),
+            Value::List(items) => Some(format(s, items).map(Value::string)),
             _ => None,
         },
         _ => None,
@@ -115,7 +112,7 @@ fn join(target: &Value, args: &[Value]) -> Result<Value, EvalError> {
         let Value::String(item) = item else {
             return Err(invalid(format!(
                 "join: list element of type `{}` is not a string",
-                type_name(item)
+                item.type_name()
             )));
         };
         if i > 0 {
@@ -123,15 +120,15 @@ fn join(target: &Value, args: &[Value]) -> Result<Value, EvalError> {
         }
         out.push_str(item);
     }
-    Ok(string_value(out))
+    Ok(Value::string(out))
 }
 
 /// The code point at `index`; `''` at the end of the string.
 fn char_at(s: &str, index: i64) -> Result<Value, EvalError> {
     let position = usize::try_from(index).map_err(|_| EvalError::IndexOutOfRange(index))?;
     match s.chars().nth(position) {
-        Some(c) => Ok(string_value(c.to_string())),
-        None if s.chars().count() == position => Ok(string_value("")),
+        Some(c) => Ok(Value::string(c.to_string())),
+        None if s.chars().count() == position => Ok(Value::string("")),
         None => Err(EvalError::IndexOutOfRange(index)),
     }
 }
@@ -220,7 +217,7 @@ fn replace_n(s: &str, old: &str, new: &str, n: i64) -> String {
 /// Go's `strings.SplitN(s, sep, n)` as a CEL list: `n == 0` gives `[]`, `n < 0` splits
 /// everywhere, otherwise at most `n` pieces with the unsplit remainder last.
 fn split_values(s: &str, sep: &str, n: i64) -> Value {
-    list_value(split_n(s, sep, n).into_iter().map(string_value).collect())
+    Value::list(split_n(s, sep, n).into_iter().map(Value::string).collect())
 }
 
 fn split_n<'a>(s: &'a str, sep: &str, n: i64) -> Vec<&'a str> {
@@ -270,7 +267,7 @@ fn substring(s: &str, start: i64, end: Option<i64>) -> Result<Value, EvalError> 
         Some(end) => check(end)?,
         None => len,
     };
-    Ok(string_value(
+    Ok(Value::string(
         s.chars().skip(from).take(to - from).collect::<String>(),
     ))
 }
@@ -399,7 +396,7 @@ fn parse_clause(spec: &str) -> Result<(Clause, usize), String> {
 
 /// The text of one clause applied to `arg`, or the reason it does not apply.
 fn format_clause(clause: Clause, arg: &Value) -> Result<String, String> {
-    let given = || type_name(arg);
+    let given = || arg.type_name();
     match clause {
         Clause::String => format_string(arg),
         Clause::Decimal => match arg {
@@ -546,7 +543,7 @@ fn append_string(out: &mut String, arg: &Value) -> Result<(), String> {
             let _ = write!(out, "{}s", d.as_secs_f64());
         }
         Value::Timestamp(t) => out.push_str(&rfc3339_nano(*t)),
-        Value::Type(t) => out.push_str(cel_type_name(t)),
+        Value::Type(t) => out.push_str(t.name()),
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -560,7 +557,7 @@ fn append_string(out: &mut String, arg: &Value) -> Result<(), String> {
         Value::Map(map) => {
             let mut entries = Vec::with_capacity(map.entries.len());
             for (key, value) in &map.entries {
-                entries.push((format_string(&key_value(key))?, format_string(value)?));
+                entries.push((format_string(&key.to_value())?, format_string(value)?));
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             out.push('{');
@@ -577,7 +574,7 @@ fn append_string(out: &mut String, arg: &Value) -> Result<(), String> {
         Value::Optional(_) | Value::Ip(_) | Value::Cidr(_) => {
             return Err(format!(
                 "string clause can only be used on strings, bools, bytes, ints, doubles, maps, lists, types, durations, and timestamps, was given {}",
-                type_name(arg)
+                arg.type_name()
             ));
         }
     }
@@ -613,7 +610,7 @@ mod tests {
     use std::sync::Arc;
 
     fn s(v: &str) -> Value {
-        string_value(v)
+        Value::string(v)
     }
 
     fn m(target: &str, name: &str, args: &[Value]) -> Result<Value, EvalError> {
@@ -635,7 +632,7 @@ mod tests {
     }
 
     fn fmt(template: &str, args: Vec<Value>) -> Result<Value, EvalError> {
-        m(template, "format", &[list_value(args)])
+        m(template, "format", &[Value::list(args)])
     }
 
     #[test]
@@ -737,7 +734,7 @@ mod tests {
         assert_eq!(split_n("", ",", -1), vec![""]);
         assert_eq!(split_n("o©o©o", "©", -1), vec!["o", "o", "o"]);
         let r = m(" a  b ", "split", &[]).unwrap();
-        assert!(values_equal(&r, &list_value(vec![s("a"), s("b")])));
+        assert!(values_equal(&r, &Value::list(vec![s("a"), s("b")])));
     }
 
     #[test]
@@ -771,12 +768,12 @@ mod tests {
 
     #[test]
     fn join_and_reverse() {
-        let list = list_value(vec![s("x"), s("y")]);
+        let list = Value::list(vec![s("x"), s("y")]);
         let r = call("join", Some(&list), &[s("-")]).unwrap().unwrap();
         assert!(values_equal(&r, &s("x-y")));
         let r = call("join", Some(&list), &[]).unwrap().unwrap();
         assert!(values_equal(&r, &s("xy")));
-        let bad = list_value(vec![Value::Int(1)]);
+        let bad = Value::list(vec![Value::Int(1)]);
         assert!(call("join", Some(&bad), &[]).unwrap().is_err());
         assert_eq!(ok_str(m("Ta©oCαt", "reverse", &[])), "tαCo©aT");
     }
@@ -857,7 +854,7 @@ mod tests {
             ),
             (
                 "%s",
-                vec![list_value(vec![
+                vec![Value::list(vec![
                     Value::Int(6),
                     Value::Double(4.2),
                     s("a string"),
