@@ -360,11 +360,11 @@ impl Checker<'_> {
 
     fn name_or_select(&mut self, e: &Expr, d: usize) -> Type {
         if let Some(segs) = Self::chain(e) {
-            let (root, root_span) = segs[0];
+            let root = segs[0].0;
             if let Some(t) = self.local(root) {
                 let mut t = t.clone();
                 for (field, span) in &segs[1..] {
-                    t = self.select_on(t, field, *span, segs[0].1);
+                    t = self.select_on(t, field, *span);
                 }
                 return t;
             }
@@ -377,23 +377,23 @@ impl Checker<'_> {
             if root_is_var {
                 return self.qualified(&segs);
             }
-            if segs.len() == 1 {
-                if let Some(t) = type_name(root) {
-                    return t;
-                }
-            }
             let full = join_segments(&segs);
+            if let Some(t) = type_name(&full) {
+                return t;
+            }
+            let shown = if is_root_scoped(e) {
+                format!(".{full}")
+            } else {
+                full.clone()
+            };
             let span = segs[segs.len() - 1].1;
-            let candidates = self.variable_names();
-            let help = suggest::closest(&full, candidates.iter().map(String::as_str))
-                .map(|s| format!("did you mean `{s}`?"));
+            let help = self.suggest_variable(&full);
             self.error(
                 codes::UNKNOWN_VARIABLE,
                 span,
-                format!("unknown variable `{full}`"),
+                format!("unknown variable `{shown}`"),
                 help,
             );
-            let _ = root_span;
             return Type::Error;
         }
         // A select on a computed operand (`x[0].name`, `f().field`).
@@ -411,10 +411,28 @@ impl Checker<'_> {
                 Type::Optional(inner) => *inner,
                 t => t,
             };
-            let ft = self.select_on(inner, &field.name, e.span, operand.span);
+            let ft = self.select_on(inner, &field.name, e.span);
             return Type::Optional(Box::new(ft));
         }
-        self.select_on(t, &field.name, e.span, operand.span)
+        self.select_on(t, &field.name, e.span)
+    }
+
+    /// "did you mean" for an unknown dotted name: the closest variable by edit distance, or
+    /// else a variable ending with the same last two segments (`.ngrok.geo.country_code` →
+    /// `conn.geo.country_code`).
+    fn suggest_variable(&self, name: &str) -> Option<String> {
+        let candidates = self.variable_names();
+        let close =
+            suggest::closest(name, candidates.iter().map(String::as_str)).map(str::to_owned);
+        let tail = || {
+            let segs: Vec<&str> = name.rsplitn(3, '.').collect();
+            if segs.len() < 3 {
+                return None;
+            }
+            let suffix = format!(".{}.{}", segs[1], segs[0]);
+            candidates.iter().find(|c| c.ends_with(&suffix)).cloned()
+        };
+        close.or_else(tail).map(|s| format!("did you mean `{s}`?"))
     }
 
     fn variable_names(&self) -> Vec<String> {
@@ -450,9 +468,7 @@ impl Checker<'_> {
                         .then(|| format!("select a variable in it, e.g. {}", under.join(", "))),
                 );
             } else {
-                let candidates = self.variable_names();
-                let help = suggest::closest(&full, candidates.iter().map(String::as_str))
-                    .map(|s| format!("did you mean `{s}`?"));
+                let help = self.suggest_variable(&full);
                 self.error(
                     codes::UNKNOWN_VARIABLE,
                     span,
@@ -476,13 +492,11 @@ impl Checker<'_> {
             }
             let before = t.clone();
             t = match &before {
-                Type::Map(..) | Type::Object(_) => self.select_on(before, field, *span, var_span),
+                Type::Map(..) | Type::Object(_) => self.select_on(before, field, *span),
                 t if t.is_dyn() => Type::Dyn,
                 _ => {
                     let name = join_segments(&segs[..res.segments + i + 1]);
-                    let candidates = self.variable_names();
-                    let help = suggest::closest(&name, candidates.iter().map(String::as_str))
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let help = self.suggest_variable(&name);
                     self.error(
                         codes::UNKNOWN_VARIABLE,
                         *span,
@@ -557,8 +571,10 @@ impl Checker<'_> {
     }
 
     /// `t.field`.
-    fn select_on(&mut self, t: Type, field: &str, span: Span, _operand: Span) -> Type {
+    fn select_on(&mut self, t: Type, field: &str, span: Span) -> Type {
         match t {
+            // Optional chaining: `opt.field` is an optional of the field.
+            Type::Optional(inner) => Type::Optional(Box::new(self.select_on(*inner, field, span))),
             Type::Map(k, v) => {
                 if k.is_assignable_to(&Type::String) {
                     *v
@@ -624,7 +640,8 @@ impl Checker<'_> {
                 self.header_key(key, index.span, &name);
             }
         }
-        if optional {
+        // `m[?k]`, and optional chaining `opt[k]`, give optionals.
+        if optional || matches!(ot, Type::Optional(_)) {
             let inner = match ot {
                 Type::Optional(t) => *t,
                 t => t,
@@ -806,6 +823,10 @@ impl Checker<'_> {
                 let shadowed = self.local(root).is_some();
                 if qualified == "cel.index" && !shadowed {
                     return self.block_index(args, e.span);
+                }
+                if matches!(qualified.as_str(), "cel.iterVar" | "cel.accuVar") && !shadowed {
+                    // Variables of comprehensions written in `cel.block` form.
+                    return Type::Dyn;
                 }
                 let is_var_root = ROOTS.contains(root)
                     || self
@@ -1355,7 +1376,7 @@ impl Checker<'_> {
             self.expr(operand, d)
         };
         match ot {
-            Type::Map(..) | Type::Dyn | Type::Error | Type::Param(_) => {}
+            Type::Map(..) | Type::Dyn | Type::Error | Type::Param(_) | Type::Optional(_) => {}
             Type::Object(def) => {
                 if def.field(&field.name).is_none() {
                     self.error(
@@ -1505,8 +1526,22 @@ fn type_name(name: &str) -> Option<Type> {
             | "null_type"
             | "type"
             | "dyn"
+            | "optional_type"
+            | "net.IP"
+            | "net.CIDR"
+            | "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
     )
     .then_some(Type::Type)
+}
+
+/// Whether the innermost name of a dotted chain was written with a leading dot (`.a.b`).
+fn is_root_scoped(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Ident { root, .. } => *root,
+        ExprKind::Select { operand, .. } => is_root_scoped(operand),
+        _ => false,
+    }
 }
 
 fn join_segments(segs: &[(&str, Span)]) -> String {

@@ -24,6 +24,7 @@ const MKV: TypeSpec = TypeSpec::Map(&K, &V);
 const MSD: TypeSpec = TypeSpec::Map(&S, &DYN);
 const OA: TypeSpec = TypeSpec::Optional(&A);
 const ODYN: TypeSpec = TypeSpec::Optional(&DYN);
+const LOA: TypeSpec = TypeSpec::List(&OA);
 const CK: TypeSpec = TypeSpec::Object(&COOKIE);
 const IP: TypeSpec = TypeSpec::Object(&NET_IP);
 const CIDR: TypeSpec = TypeSpec::Object(&NET_CIDR);
@@ -491,6 +492,62 @@ pub static FUNCTIONS: &[FnDef] = &[
         S,
         "xxHash64 as `hex` or `base64`",
     ),
+    g(NGROK, "hash.crc32", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.crc32",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.crc64", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.crc64",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.md5", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.md5",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.sha1", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.sha1",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.sha256", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.sha256",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.sha512", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.sha512",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
+    g(NGROK, "hash.xxhash64", &[BY], S, "digest of bytes, hex"),
+    g(
+        NGROK,
+        "hash.xxhash64",
+        &[BY, S],
+        S,
+        "digest of bytes as `hex` or `base64`",
+    ),
     m(NGROK, "crc32", &[S], S, "CRC-32 (IEEE), hex"),
     m(
         NGROK,
@@ -832,6 +889,22 @@ pub static FUNCTIONS: &[FnDef] = &[
         OA,
         "this optional, or another one when empty",
     ),
+    g(
+        OPTIONALS,
+        "optional.unwrap",
+        &[LOA],
+        LA,
+        "the values of the non-empty optionals",
+    ),
+    m(
+        OPTIONALS,
+        "unwrapOpt",
+        &[LOA],
+        LA,
+        "the values of the non-empty optionals",
+    ),
+    m(OPTIONALS, "first", &[LA], OA, "the first element, if any"),
+    m(OPTIONALS, "last", &[LA], OA, "the last element, if any"),
     // ---- undocumented names (spec §2.4), accepted with a warning ----
     undoc_m("includes", &[S, S], B, "not documented; use `contains`"),
     undoc_m(

@@ -2678,19 +2678,19 @@ pub static VARIABLES: &[VarDef] = &[
         "conn.ts.end",
         TIMESTAMP,
         ALL,
-        "Used in a docs example only; not in the variable reference.",
+        "used in a docs example only; not in the variable reference",
     ),
     undocumented(
         "req.path",
         STRING,
         HTTP,
-        "Used in docs examples only; the documented name is `req.url.path`.",
+        "used in docs examples only; the documented name is `req.url.path`",
     ),
     undocumented(
         "request.headers",
         MAP_STRING_LIST_STRING,
         HTTP,
-        "Used in a docs example only; the documented name is `req.headers`.",
+        "used in a docs example only; the documented name is `req.headers`",
     ),
 ];
 
