@@ -36,6 +36,8 @@ pub(super) struct Evaluator<'e> {
     blocks: Vec<Block<'e>>,
     depth: usize,
     iterations: u64,
+    /// Approximate bytes of strings, bytes, lists and maps built so far.
+    allocated: usize,
     pub(super) regex_cache: Vec<(String, regex::Regex)>,
 }
 
@@ -69,6 +71,7 @@ impl<'e> Evaluator<'e> {
             blocks: Vec::new(),
             depth: 0,
             iterations: 0,
+            allocated: 0,
             regex_cache: Vec::new(),
         }
     }
@@ -269,22 +272,40 @@ impl<'e> Evaluator<'e> {
                 None => Err(EvalError::UndeclaredReference(name.to_owned())),
             },
         }?;
-        self.check_size(&result)?;
+        self.account(&result)?;
         Ok(result)
     }
 
-    /// Errors when a produced value is larger than the limits allow.
-    pub(super) fn check_size(&self, value: &Value) -> Result<(), EvalError> {
-        let (len, limit, what) = match value {
-            Value::String(s) => (s.len(), self.limits.max_string_len, "string"),
-            Value::Bytes(b) => (b.len(), self.limits.max_string_len, "bytes"),
-            Value::List(l) => (l.len(), self.limits.max_collection_len, "list"),
-            Value::Map(m) => (m.len(), self.limits.max_collection_len, "map"),
+    /// Accounts for a value built during evaluation: errors when it is larger than the limits
+    /// allow, or when everything built so far exceeds the total allocation budget.
+    pub(super) fn account(&mut self, value: &Value) -> Result<(), EvalError> {
+        let (len, limit, what, unit) = match value {
+            Value::String(s) => (s.len(), self.limits.max_string_len, "string", 1),
+            Value::Bytes(b) => (b.len(), self.limits.max_string_len, "bytes", 1),
+            Value::List(l) => (
+                l.len(),
+                self.limits.max_collection_len,
+                "list",
+                std::mem::size_of::<Value>(),
+            ),
+            Value::Map(m) => (
+                m.len(),
+                self.limits.max_collection_len,
+                "map",
+                3 * std::mem::size_of::<Value>(),
+            ),
             _ => return Ok(()),
         };
         if len > limit {
             return Err(EvalError::LimitExceeded(format!(
                 "{what} size {len} exceeds the limit of {limit}"
+            )));
+        }
+        self.allocated = self.allocated.saturating_add(len.saturating_mul(unit));
+        if self.allocated > self.limits.max_total_alloc {
+            return Err(EvalError::LimitExceeded(format!(
+                "evaluation allocates more than {} bytes",
+                self.limits.max_total_alloc
             )));
         }
         Ok(())
@@ -349,7 +370,7 @@ impl<'e> Evaluator<'e> {
                 let a = self.eval(lhs)?;
                 let b = self.eval(rhs)?;
                 let result = functions::binary(op, &a, &b)?;
-                self.check_size(&result)?;
+                self.account(&result)?;
                 Ok(result)
             }
         }
@@ -389,7 +410,9 @@ impl<'e> Evaluator<'e> {
                 items.push(value);
             }
         }
-        Ok(Value::list(items))
+        let list = Value::list(items);
+        self.account(&list)?;
+        Ok(list)
     }
 
     fn eval_map(&mut self, entries: &'e [MapEntry]) -> EvalResult {
@@ -413,7 +436,9 @@ impl<'e> Evaluator<'e> {
                 map.insert(key, value)?;
             }
         }
-        Ok(Value::map(map))
+        let map = Value::map(map);
+        self.account(&map)?;
+        Ok(map)
     }
 
     // ---- macros --------------------------------------------------------------------------
@@ -632,10 +657,12 @@ impl<'e> Evaluator<'e> {
                 )));
             }
         }
-        Ok(match mode {
+        let result = match mode {
             Collect::Filter | Collect::List => Value::list(list),
             Collect::Map | Collect::MapEntry => Value::map(map),
-        })
+        };
+        self.account(&result)?;
+        Ok(result)
     }
 
     fn eval_sort_by(&mut self, comp: &'e Comprehension) -> EvalResult {
@@ -828,5 +855,224 @@ fn key_text(key: &Value) -> String {
             Value::Double(d) => d.to_string(),
             other => other.cel_type().name().to_owned(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{Env, Limits};
+    use crate::error::EvalError;
+    use crate::value::Value;
+
+    fn run_with(src: &str, vars: &HashMap<String, Value>, container: &str) -> super::EvalResult {
+        let expr = wicket_grammar::parse(src).expect("test expression parses");
+        Env::new(vars).with_container(container).eval(&expr)
+    }
+
+    fn run(src: &str) -> super::EvalResult {
+        run_with(src, &HashMap::new(), "")
+    }
+
+    /// Asserts that `src` evaluates to `true`.
+    #[track_caller]
+    fn holds(src: &str) {
+        match run(src) {
+            Ok(Value::Bool(true)) => {}
+            other => panic!("`{src}` gave {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn fails(src: &str) -> EvalError {
+        match run(src) {
+            Err(e) => e,
+            Ok(v) => panic!("`{src}` gave {v:?}, expected an error"),
+        }
+    }
+
+    #[test]
+    fn errors_commute_through_logical_operators() {
+        holds("(1 / 0 > 0 && false) == false");
+        holds("(false && 1 / 0 > 0) == false");
+        holds("(1 / 0 > 0 || true) == true");
+        holds("(true || 1 / 0 > 0) == true");
+        assert!(matches!(
+            fails("1 / 0 > 0 && true"),
+            EvalError::DivisionByZero
+        ));
+        assert!(matches!(
+            fails("true ? 1 / 0 : 1"),
+            EvalError::DivisionByZero
+        ));
+        holds("false ? 1 / 0 == 1 : true");
+        fails("'a' && true");
+    }
+
+    #[test]
+    fn comprehensions_short_circuit_and_absorb_errors() {
+        holds("![1, 0, 8].all(x, 4 / x > 1)");
+        holds("[0, 2].exists(x, x == 2 || 4 / x > 1)");
+        holds("[2, 0].exists(x, 4 / x == 2)");
+        assert!(matches!(
+            fails("[0, 2].all(x, 4 / x > 1)"),
+            EvalError::DivisionByZero
+        ));
+        fails("[1, 0].exists_one(x, 4 / x == 4)");
+        holds("[1, 2, 3].map(x, x * 2) == [2, 4, 6]");
+        holds("[1, 2, 3].map(x, x > 1, x * 2) == [4, 6]");
+        holds("[1, 2, 3].filter(x, x > 1) == [2, 3]");
+        holds("{'a': 1, 'b': 2}.filter(k, k == 'b') == ['b']");
+        holds("[1, 2, 3].all(x, [4, 5].exists(y, y > x))");
+    }
+
+    #[test]
+    fn two_variable_comprehensions() {
+        holds("[10, 20].all(i, v, v == (i + 1) * 10)");
+        holds("{'a': 1}.exists(k, v, k == 'a' && v == 1)");
+        holds("[1, 2].transformList(i, v, i + v) == [1, 3]");
+        holds("{'a': 1, 'b': 2}.transformMap(k, v, v > 1, v * 10) == {'b': 20}");
+        holds("[1, 2].transformMap(i, v, v) == {0: 1, 1: 2}");
+        holds("{'a': 1}.transformMapEntry(k, v, {v: k}) == {1: 'a'}");
+        assert!(matches!(
+            fails("[1, 2].transformMapEntry(i, v, {'k': v})"),
+            EvalError::DuplicateKey(_)
+        ));
+    }
+
+    #[test]
+    fn bind_block_and_sort_by() {
+        holds("cel.bind(x, 2, x * x) == 4");
+        holds("cel.bind(x, 1, cel.bind(y, x + 1, [x, y])) == [1, 2]");
+        holds("cel.block([1, cel.index(0) + 1], cel.index(1)) == 2");
+        holds("cel.block([1 / 0, 2], cel.index(1)) == 2");
+        holds(
+            "cel.block([[1, 2]], cel.index(0).map(cel.iterVar(0, 0), cel.iterVar(0, 0) * 2)) \
+             == [2, 4]",
+        );
+        holds("[3, 1, 2].sortBy(x, x) == [1, 2, 3]");
+        holds("['bb', 'a', 'ccc'].sortBy(s, -size(s)) == ['ccc', 'bb', 'a']");
+        fails("[1, 'a'].sortBy(x, x)");
+    }
+
+    #[test]
+    fn optional_syntax() {
+        let some = |src: &str| match run(src) {
+            Ok(Value::Optional(Some(v))) => (*v).clone(),
+            other => panic!("`{src}` gave {other:?}"),
+        };
+        let none = |src: &str| assert!(matches!(run(src), Ok(Value::Optional(None))), "{src}");
+        assert!(some("{'a': 1}.?a").cel_eq(&Value::Int(1)));
+        none("{'a': 1}.?b");
+        none("{'a': 1}.?b.c");
+        assert!(some("{'a': {'b': 2}}.?a.b").cel_eq(&Value::Int(2)));
+        assert!(some("[1, 2][?1]").cel_eq(&Value::Int(2)));
+        none("[1, 2][?2]");
+        none("{'a': 1}[?'b']");
+        holds("[?{'a': 1}.?a, ?{}.?b, 3] == [1, 3]");
+        holds("{?'x': {'a': 1}.?a, ?'y': {}.?b} == {'x': 1}");
+        holds("{'a': 1}.?a.optMap(v, v + 1) == {'b': 2}.?b");
+        holds("{'a': {}}.?a.optFlatMap(m, m.?z) == {}.?z");
+        holds("has({'a': {}}.?a.b) == false");
+        fails("[?1]");
+    }
+
+    #[test]
+    fn numbers_equal_across_types_and_keys() {
+        holds("1 == 1u && 1u == 1.0 && 1 == 1.0");
+        holds("[1, 2] == [1.0, 2u]");
+        holds("{1: 'a'}[1u] == 'a' && {1u: 'a'}[1.0] == 'a'");
+        holds("2.0 in [1, 2] && 1u in {1: true}");
+        holds("!(0.0 / 0.0 == 0.0 / 0.0)");
+        holds("1 < 1.5 && 2u > 1 && -1 < 0u");
+        fails("{1: 'a', 1u: 'b'}");
+        fails("1 < 'a'");
+        fails("1 + 1u");
+    }
+
+    #[test]
+    fn type_values() {
+        holds("type(1) == int && int == type(1)");
+        holds("type(type) == type && type(int) == type");
+        holds("type(timestamp(0)) == google.protobuf.Timestamp");
+        holds("type(duration('1s')) == google.protobuf.Duration");
+        holds("type(null) == null_type");
+        fails("dyn");
+    }
+
+    #[test]
+    fn timestamps_and_durations() {
+        holds("timestamp('2009-02-13T23:31:30Z').getHours('Asia/Kathmandu') == 5");
+        holds("timestamp('2009-02-13T23:31:30Z').getMinutes('+05:30') == 1");
+        holds("timestamp('2009-02-13T23:31:30Z') - duration('1h') < timestamp(1234567890)");
+        holds("string(duration('1h1.5s')) == '3601.5s'");
+        holds("duration('1.5s').getMilliseconds() == 500");
+        fails("timestamp('9999-12-30T00:00:00Z') + duration('48h')");
+        fails("timestamp('2009-02-13t23:31:30z')");
+        fails("duration('100000000000s')");
+    }
+
+    #[test]
+    fn container_and_qualified_names() {
+        let mut vars = HashMap::new();
+        vars.insert("a.b.c".to_owned(), Value::Int(1));
+        vars.insert("a.b".to_owned(), Value::string("shadowed"));
+        vars.insert("com.example.x".to_owned(), Value::Int(2));
+        vars.insert("x".to_owned(), Value::Int(3));
+        let eval = |src: &str, container: &str| run_with(src, &vars, container);
+        assert!(matches!(eval("a.b.c", ""), Ok(Value::Int(1))));
+        assert!(matches!(eval("x", "com.example"), Ok(Value::Int(2))));
+        assert!(matches!(eval(".x", "com.example"), Ok(Value::Int(3))));
+        assert!(matches!(eval("x", "com"), Ok(Value::Int(3))));
+        assert!(matches!(
+            eval("[7].map(x, x)[0]", "com.example"),
+            Ok(Value::Int(7))
+        ));
+        assert!(matches!(
+            eval("cel.bind(x, 9, x)", "com.example"),
+            Ok(Value::Int(9))
+        ));
+    }
+
+    #[test]
+    fn unknown_functions_and_fields_are_errors() {
+        assert!(matches!(
+            fails("nope(1)"),
+            EvalError::UndeclaredReference(_)
+        ));
+        assert!(matches!(
+            fails("foo.bar(1)"),
+            EvalError::UndeclaredReference(_)
+        ));
+        assert!(matches!(fails("{'a': 1}.b"), EvalError::NoSuchKey(_)));
+        assert!(matches!(fails("[1][1]"), EvalError::IndexOutOfRange(1)));
+        assert!(matches!(fails("1.a"), EvalError::NoSuchField(_)));
+        assert!(matches!(fails("Msg{a: 1}"), EvalError::Unsupported(_)));
+    }
+
+    #[test]
+    fn resource_limits_stop_blow_ups() {
+        let doubling = "cel.bind(a, 'xxxxxxxxxxxxxxxx', cel.bind(b, a + a + a + a + a + a + a + a, \
+             cel.bind(c, b + b + b + b + b + b + b + b, cel.bind(d, c + c + c + c + c + c + c + c, \
+             cel.bind(e, d + d + d + d + d + d + d + d, cel.bind(f, e + e + e + e + e + e + e + e, \
+             cel.bind(g, f + f + f + f + f + f + f + f, g + g + g + g + g + g + g + g)))))))";
+        assert!(matches!(fails(doubling), EvalError::LimitExceeded(_)));
+        let wide = format!(
+            "[{0}].map(x, [{0}].map(y, [{0}].map(z, [{0}].map(w, w))))",
+            (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        );
+        assert!(matches!(fails(&wide), EvalError::LimitExceeded(_)));
+        let limits = Limits {
+            max_iterations: 10,
+            ..Limits::default()
+        };
+        let expr =
+            wicket_grammar::parse("[1, 2, 3, 4].all(x, [1, 2, 3].all(y, true))").expect("parses");
+        let vars: HashMap<String, Value> = HashMap::new();
+        assert!(matches!(
+            Env::new(&vars).with_limits(limits).eval(&expr),
+            Err(EvalError::LimitExceeded(_))
+        ));
     }
 }

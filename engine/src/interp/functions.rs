@@ -384,7 +384,6 @@ fn to_string(x: &Value) -> EvalResult {
             .map_err(|_| EvalError::InvalidArgument("invalid UTF-8 in bytes".to_owned())),
         Value::Timestamp(t) => Ok(Value::string(time::format_timestamp(*t))),
         Value::Duration(d) => Ok(Value::string(time::format_duration(*d))),
-        Value::Type(t) => Ok(Value::string(t.name())),
         _ => Err(no_overload("string")),
     }
 }

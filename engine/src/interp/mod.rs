@@ -18,9 +18,9 @@
 //!   differential checks, the CLI) can supply them without building a map.
 //! - Errors are values of the language: `&&`, `||`, `?:` and the comprehension macros absorb them
 //!   by CEL's rules (`false && error == false`, `error && false == false`).
-//! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, and the
-//!   size of produced strings, bytes, lists and maps are capped by [`Limits`]; exceeding one is an
-//!   [`EvalError::LimitExceeded`].
+//! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, the size
+//!   of each produced string, bytes, list and map, and the total size of everything produced are
+//!   capped by [`Limits`]; exceeding one is an [`EvalError::LimitExceeded`].
 //! - Names resolve as cel-spec's "Name Resolution" says: in the container `a.b`, the name `x.y`
 //!   tries `a.b.x.y`, `a.x.y`, `x.y`, then `a.b.x` (selecting `y`), `a.x`, `x`; a leading dot
 //!   (`.x.y`) searches the root scope only. Macro variables shadow all of these.
@@ -86,6 +86,9 @@ pub struct Limits {
     pub max_collection_len: usize,
     /// Maximum length in bytes of a string or bytes value built during evaluation.
     pub max_string_len: usize,
+    /// Maximum total size, in approximate bytes, of all strings, bytes, lists and maps built
+    /// during one evaluation (bounds memory even when every single value is within its limit).
+    pub max_total_alloc: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +98,7 @@ impl Default for Limits {
             max_iterations: 1_000_000,
             max_collection_len: 1_000_000,
             max_string_len: 16 * 1024 * 1024,
+            max_total_alloc: 256 * 1024 * 1024,
         }
     }
 }
@@ -241,5 +245,44 @@ mod tests {
         };
         let env = Env::new(&EmptyActivation).with_limits(limits);
         assert!(matches!(env.eval(&expr), Err(EvalError::LimitExceeded(_))));
+    }
+
+    #[test]
+    fn default_depth_limit_fits_a_test_thread_stack() {
+        // Nested list literals and member calls, just under and well over the default limit,
+        // on the 2 MiB stack of a test thread.
+        let nest = |depth: usize| {
+            let mut expr = lit(Literal::Int(1));
+            for i in 0..depth {
+                expr = if i % 2 == 0 {
+                    Expr::new(
+                        ExprKind::List(vec![wicket_grammar::ast::ListElement {
+                            value: expr,
+                            optional: false,
+                        }]),
+                        Span::default(),
+                    )
+                } else {
+                    Expr::new(
+                        ExprKind::Call {
+                            target: None,
+                            function: wicket_grammar::Ident {
+                                name: "dyn".to_owned(),
+                                span: Span::default(),
+                            },
+                            args: vec![expr],
+                        },
+                        Span::default(),
+                    )
+                };
+            }
+            expr
+        };
+        let limit = Limits::default().max_depth;
+        assert!(eval(&nest(limit - 1), &EmptyActivation).is_ok());
+        assert!(matches!(
+            eval(&nest(limit * 5), &EmptyActivation),
+            Err(EvalError::LimitExceeded(_))
+        ));
     }
 }

@@ -74,13 +74,16 @@ pub(super) fn to_timestamp(x: &Value) -> EvalResult {
 /// Parses an RFC 3339 timestamp (`2009-02-13T23:31:30Z`, `…30.5+01:00`).
 fn parse_timestamp(s: &str) -> Result<Timestamp, EvalError> {
     let bad = || EvalError::InvalidArgument(format!("invalid timestamp `{s}`"));
-    // RFC 3339 requires a date, `T`, a time and an offset; jiff accepts a few more forms, so
-    // check the shape first.
+    // RFC 3339 as Go parses it: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with an upper-case
+    // `T` and `Z`; jiff accepts a few more forms, so check the shape first.
     let bytes = s.as_bytes();
-    if bytes.len() < 20 || !matches!(bytes.get(10), Some(b'T' | b't')) {
-        return Err(bad());
-    }
-    if !bytes[..4].iter().all(u8::is_ascii_digit) {
+    let offset_ok = bytes.last() == Some(&b'Z')
+        || (bytes.len() >= 6 && matches!(bytes[bytes.len() - 6], b'+' | b'-'));
+    if bytes.len() < 20
+        || bytes.get(10) != Some(&b'T')
+        || !bytes[..4].iter().all(u8::is_ascii_digit)
+        || !offset_ok
+    {
         return Err(bad());
     }
     let t: Timestamp = s.parse().map_err(|_| bad())?;
@@ -252,7 +255,8 @@ fn duration_accessor(name: &str, d: SignedDuration) -> EvalResult {
         "getHours" => nanos / (3600 * NANOS_PER_SECOND),
         "getMinutes" => nanos / (60 * NANOS_PER_SECOND),
         "getSeconds" => nanos / NANOS_PER_SECOND,
-        "getMilliseconds" => nanos / 1_000_000,
+        // The milliseconds *component*, as cel-go and the conformance suite define it.
+        "getMilliseconds" => (nanos % NANOS_PER_SECOND) / 1_000_000,
         _ => return Err(no_overload(name)),
     };
     i64::try_from(value)
