@@ -19,6 +19,8 @@
 
 pub mod ast;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod lexer;
 mod parser;
 mod printer;

@@ -71,7 +71,11 @@ pub(crate) fn parse_range(
     let (rest, node) = p.expr(input).map_err(|e| *e)?;
     let rest = skip_ws(rest);
     if !rest.is_empty() {
-        return Err(*p.expected(rest, "an operator or the end of the expression"));
+        let mut err = *p.expected(rest, "an operator or the end of the expression");
+        if rest.starts_with('=') {
+            err.message.push_str(" (equality is `==`)");
+        }
+        return Err(err);
     }
     Ok(*node.e)
 }
@@ -448,10 +452,9 @@ impl<'a> Parser<'a, '_> {
         type_name: Option<String>,
     ) -> PResult<'a, Node> {
         let Some(type_name) = type_name else {
-            return Err(Box::new(ParseError::expecting(
+            return Err(Box::new(ParseError::new(
                 node.outer,
-                "a message type name before `{`",
-                "an expression",
+                "message construction `{…}` must follow a message type name such as `a.b.Msg`",
             )));
         };
         let (r, (fields, h)) = self.struct_fields(&t[1..])?;
