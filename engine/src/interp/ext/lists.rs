@@ -1,16 +1,13 @@
 //! cel-go's lists extension: `slice`, `flatten`, `sort`, `distinct`, `reverse`, `first`,
-//! `last`, `lists.range` and `@sortByAssociatedKeys`, the function the core's `sortBy` macro
-//! expands to (`list.@sortByAssociatedKeys(keys)` sorts `list` by the parallel `keys`).
+//! `last` and `lists.range`. The `sortBy` macro belongs to the core.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{CallResult, invalid, no_overload};
+use super::{CallResult, MAX_OUTPUT_ELEMENTS, invalid, no_overload, too_large};
 use crate::error::EvalError;
 use crate::value::{CelType, Value};
-
-/// The largest list `lists.range` builds (cel-go's limit).
-const MAX_RANGE_SIZE: i64 = 10_000_000;
 
 /// Global functions of the library.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
@@ -44,16 +41,15 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
     };
     Some(match (name, args) {
         ("slice", [Value::Int(start), Value::Int(end)]) => slice(list, *start, *end),
-        ("flatten", []) => Ok(Value::list(flatten(list, 1))),
+        ("flatten", []) => flatten_list(list, 1),
         ("flatten", [Value::Int(depth)]) => {
             if *depth < 0 {
                 Err(invalid("flatten: level must be non-negative"))
             } else {
-                Ok(Value::list(flatten(list, *depth)))
+                flatten_list(list, *depth)
             }
         }
-        ("sort", []) => sort_by_keys(list, list),
-        ("@sortByAssociatedKeys", [Value::List(keys)]) => sort_by_keys(list, keys),
+        ("sort", []) => sort(list),
         ("distinct", []) => Ok(distinct(list)),
         ("reverse", []) => Ok(Value::list(list.iter().rev().cloned().collect())),
         ("first", []) => Ok(Value::Optional(list.first().cloned().map(Arc::new))),
@@ -69,10 +65,8 @@ fn range(n: i64) -> Result<Value, EvalError> {
             "lists.range: size must be non-negative, got {n}"
         )));
     }
-    if n > MAX_RANGE_SIZE {
-        return Err(invalid(format!(
-            "lists.range: size {n} exceeds maximum allowed ({MAX_RANGE_SIZE})"
-        )));
+    if usize::try_from(n).is_ok_and(|n| n > MAX_OUTPUT_ELEMENTS) {
+        return Err(too_large("lists.range"));
     }
     Ok(Value::list((0..n).map(Value::Int).collect()))
 }
@@ -102,16 +96,38 @@ fn slice(list: &[Value], start: i64, end: i64) -> Result<Value, EvalError> {
     Ok(Value::list(list[from..to].to_vec()))
 }
 
-/// Flatten nested lists up to `depth` levels.
-fn flatten(list: &[Value], depth: i64) -> Vec<Value> {
-    let mut out = Vec::with_capacity(list.len());
+/// Flatten nested lists up to `depth` levels. The size is counted first (stopping at the
+/// cap), so a list that shares one big inner list many times is refused before allocating.
+fn flatten_list(list: &[Value], depth: i64) -> Result<Value, EvalError> {
+    let size =
+        flattened_size(list, depth, MAX_OUTPUT_ELEMENTS).ok_or_else(|| too_large("flatten"))?;
+    let mut out = Vec::with_capacity(size);
+    flatten_into(&mut out, list, depth);
+    Ok(Value::list(out))
+}
+
+/// The number of elements `list` flattens to, or `None` beyond `budget`.
+fn flattened_size(list: &[Value], depth: i64, budget: usize) -> Option<usize> {
+    let mut size = 0usize;
+    for item in list {
+        size += match item {
+            Value::List(inner) if depth > 0 => flattened_size(inner, depth - 1, budget - size)?,
+            _ => 1,
+        };
+        if size > budget {
+            return None;
+        }
+    }
+    Some(size)
+}
+
+fn flatten_into(out: &mut Vec<Value>, list: &[Value], depth: i64) {
     for item in list {
         match item {
-            Value::List(inner) if depth > 0 => out.extend(flatten(inner, depth - 1)),
+            Value::List(inner) if depth > 0 => flatten_into(out, inner, depth - 1),
             other => out.push(other.clone()),
         }
     }
-    out
 }
 
 /// Whether values of this type can be sorted.
@@ -129,43 +145,93 @@ fn is_orderable(t: &CelType) -> bool {
     )
 }
 
-/// Sort `list` by the parallel list `keys` (stable); `sort()` passes the list itself.
-fn sort_by_keys(list: &[Value], keys: &[Value]) -> Result<Value, EvalError> {
-    if list.len() != keys.len() {
-        return Err(invalid(format!(
-            "@sortByAssociatedKeys() expected a list of the same size as the associated keys list, but got {} and {} elements respectively",
-            list.len(),
-            keys.len()
-        )));
-    }
-    let Some(first) = keys.first() else {
+/// Sort a list of values of one comparable type (stable).
+fn sort(list: &[Value]) -> Result<Value, EvalError> {
+    let Some(first) = list.first() else {
         return Ok(Value::list(Vec::new()));
     };
-    let key_type = first.cel_type();
-    if !is_orderable(&key_type) {
-        return Err(invalid("list elements must be comparable"));
+    let element_type = first.cel_type();
+    if !is_orderable(&element_type) {
+        return Err(invalid("sort: list elements must be comparable"));
     }
-    if keys.iter().any(|k| k.cel_type() != key_type) {
-        return Err(invalid("list elements must have the same type"));
+    if list.iter().any(|v| v.cel_type() != element_type) {
+        return Err(invalid("sort: list elements must have the same type"));
     }
-    let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by(|&a, &b| {
-        keys[a]
-            .cel_cmp(&keys[b])
-            .ok()
-            .flatten()
-            .unwrap_or(Ordering::Equal)
-    });
-    Ok(Value::list(
-        order.into_iter().map(|i| list[i].clone()).collect(),
-    ))
+    let mut sorted = list.to_vec();
+    sorted.sort_by(|a, b| a.cel_cmp(b).ok().flatten().unwrap_or(Ordering::Equal));
+    Ok(Value::list(sorted))
+}
+
+/// How `distinct` recognises a value it has seen.
+enum Identity<'a> {
+    /// A scalar, hashed: equal scalars (by CEL equality) have equal keys.
+    Scalar(ScalarKey<'a>),
+    /// A value equal to nothing, not even itself (NaN).
+    Unique,
+    /// A list, map or optional, compared with CEL equality against earlier ones.
+    Composite,
+}
+
+/// A hashable stand-in for a scalar value. Numbers of every type share one key space: an
+/// integral double and an int or uint of the same value get the same key.
+#[derive(PartialEq, Eq, Hash)]
+enum ScalarKey<'a> {
+    Null,
+    Bool(bool),
+    Integer(i128),
+    Fraction(u64),
+    String(&'a str),
+    Bytes(&'a [u8]),
+    Timestamp(jiff::Timestamp),
+    Duration(jiff::SignedDuration),
+    Type(&'a CelType),
+    Ip(std::net::IpAddr),
+    Cidr(ipnet::IpNet),
+}
+
+fn identity(v: &Value) -> Identity<'_> {
+    let key = match v {
+        Value::Null => ScalarKey::Null,
+        Value::Bool(b) => ScalarKey::Bool(*b),
+        Value::Int(i) => ScalarKey::Integer(i128::from(*i)),
+        Value::Uint(u) => ScalarKey::Integer(i128::from(*u)),
+        Value::Double(d) if d.is_nan() => return Identity::Unique,
+        Value::Double(d) if d.fract() == 0.0 && d.abs() < 1e30 => {
+            // Integral and far inside i128: the conversion is exact.
+            ScalarKey::Integer(*d as i128)
+        }
+        Value::Double(d) => ScalarKey::Fraction(d.to_bits()),
+        Value::String(s) => ScalarKey::String(s),
+        Value::Bytes(b) => ScalarKey::Bytes(b),
+        Value::Timestamp(t) => ScalarKey::Timestamp(*t),
+        Value::Duration(d) => ScalarKey::Duration(*d),
+        Value::Type(t) => ScalarKey::Type(t),
+        Value::Ip(ip) => ScalarKey::Ip(*ip),
+        Value::Cidr(net) => ScalarKey::Cidr(*net),
+        Value::List(_) | Value::Map(_) | Value::Optional(_) => return Identity::Composite,
+    };
+    Identity::Scalar(key)
 }
 
 /// The list without repeated elements (CEL equality), first occurrences kept in order.
+/// Scalars are hashed; only lists, maps and optionals are compared pairwise.
 fn distinct(list: &[Value]) -> Value {
-    let mut unique: Vec<Value> = Vec::with_capacity(list.len());
+    let mut scalars = HashSet::new();
+    let mut composites: Vec<&Value> = Vec::new();
+    let mut unique: Vec<Value> = Vec::new();
     for item in list {
-        if !unique.iter().any(|seen| seen.cel_eq(item)) {
+        let first = match identity(item) {
+            Identity::Scalar(key) => scalars.insert(key),
+            Identity::Unique => true,
+            Identity::Composite => {
+                let seen = composites.iter().any(|c| c.cel_eq(item));
+                if !seen {
+                    composites.push(item);
+                }
+                !seen
+            }
+        };
+        if first {
             unique.push(item.clone());
         }
     }
@@ -284,26 +350,13 @@ mod tests {
     }
 
     #[test]
-    fn sort_by_associated_keys_is_stable() {
-        let items = Value::list(vec![
-            Value::string("foo"),
-            Value::string("bar"),
-            Value::string("baz"),
-        ]);
-        let keys = ints(&[3, 1, 1]);
-        assert_value(
-            &member_ok("@sortByAssociatedKeys", &items, &[keys]),
-            &Value::list(vec![
-                Value::string("bar"),
-                Value::string("baz"),
-                Value::string("foo"),
-            ]),
-        );
-        assert!(
-            call("@sortByAssociatedKeys", Some(&items), &[ints(&[1])])
-                .unwrap()
-                .is_err()
-        );
+    fn flatten_is_bounded() {
+        let inner = Value::list(vec![Value::Int(0); 1 << 16]);
+        let outer = Value::list(vec![inner; 1 << 8]);
+        assert!(matches!(
+            call("flatten", Some(&outer), &[]).unwrap(),
+            Err(EvalError::LimitExceeded(_))
+        ));
     }
 
     #[test]
@@ -315,6 +368,29 @@ mod tests {
             Value::Int(2),
         ]);
         assert_value(&member_ok("distinct", &l, &[]), &ints(&[1, 2]));
+        let nan = Value::Double(f64::NAN);
+        let l = Value::list(vec![
+            nan.clone(),
+            nan,
+            Value::Double(0.5),
+            Value::Double(0.5),
+            ints(&[1]),
+            Value::list(vec![Value::Uint(1)]),
+            Value::string("a"),
+            Value::string("a"),
+        ]);
+        match member_ok("distinct", &l, &[]) {
+            Value::List(items) => assert_eq!(items.len(), 5),
+            other => panic!("{other:?}"),
+        }
+        // Scalars are hashed, so long lists stay cheap.
+        let range = call("lists.range", None, &[Value::Int(100_000)])
+            .unwrap()
+            .unwrap();
+        match member_ok("distinct", &range, &[]) {
+            Value::List(items) => assert_eq!(items.len(), 100_000),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -133,6 +133,21 @@ pub fn call(
 // Shared helpers of the extension modules.
 // ---------------------------------------------------------------------------------------------
 
+/// Largest string or bytes value, in bytes, an extension function builds. The core checks its
+/// own (configurable, smaller by default) limit on every result; this cap only keeps a function
+/// from allocating far beyond it first (`'x'.replace('', big)`, `[big, big, …].join()`).
+const MAX_OUTPUT_BYTES: usize = 64 << 20;
+
+/// Largest list an extension function builds (see [`MAX_OUTPUT_BYTES`]).
+const MAX_OUTPUT_ELEMENTS: usize = 4 << 20;
+
+/// The error for a result beyond [`MAX_OUTPUT_BYTES`] or [`MAX_OUTPUT_ELEMENTS`].
+fn too_large(function: &str) -> EvalError {
+    EvalError::LimitExceeded(format!(
+        "`{function}` would build a value larger than {MAX_OUTPUT_BYTES} bytes or {MAX_OUTPUT_ELEMENTS} elements"
+    ))
+}
+
 /// The error for a call whose argument types fit no overload of `function`.
 fn no_overload(function: &str) -> EvalError {
     EvalError::NoMatchingOverload {

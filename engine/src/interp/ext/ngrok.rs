@@ -29,7 +29,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use sha2::Digest as _;
 
-use super::{CallResult, encoders, invalid, map_value, network, no_overload, strings};
+use super::{
+    CallResult, MAX_OUTPUT_BYTES, encoders, invalid, map_value, network, no_overload, strings,
+    too_large,
+};
 use crate::error::EvalError;
 use crate::value::{Key, Value};
 
@@ -293,6 +296,9 @@ fn json_encode(v: &Value) -> Result<String, EvalError> {
 }
 
 fn write_json(out: &mut String, v: &Value) -> Result<(), EvalError> {
+    if out.len() > MAX_OUTPUT_BYTES {
+        return Err(too_large("json.encode"));
+    }
     match v {
         Value::Null | Value::Optional(None) => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -307,7 +313,7 @@ fn write_json(out: &mut String, v: &Value) -> Result<(), EvalError> {
         Value::Bytes(b) => write_json_string(out, &encoders::encode(b)),
         Value::Timestamp(t) => write_json_string(out, &strings::rfc3339_nano(*t)),
         Value::Duration(_) => {
-            let text = strings::format_string(v).map_err(invalid)?;
+            let text = strings::format_string(v).map_err(|e| e.into_error("json.encode", ""))?;
             write_json_string(out, &text);
         }
         Value::Type(t) => write_json_string(out, t.name()),
@@ -452,7 +458,8 @@ fn encode_query(v: &Value) -> Result<String, EvalError> {
                         item.type_name()
                     )));
                 }
-                other => strings::format_string(other).map_err(invalid)?,
+                other => strings::format_string(other)
+                    .map_err(|e| e.into_error("encodeQueryString", ""))?,
             };
             if !out.is_empty() {
                 out.push('&');
@@ -460,6 +467,9 @@ fn encode_query(v: &Value) -> Result<String, EvalError> {
             out.push_str(&query_escape(&name));
             out.push('=');
             out.push_str(&query_escape(&text));
+            if out.len() > MAX_OUTPUT_BYTES {
+                return Err(too_large("encodeQueryString"));
+            }
         }
     }
     Ok(out)

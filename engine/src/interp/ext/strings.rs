@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CallResult, arg_int, arg_str, invalid, no_overload};
+use super::{CallResult, MAX_OUTPUT_BYTES, arg_int, arg_str, invalid, no_overload, too_large};
 use crate::error::EvalError;
 use crate::value::Value;
 
@@ -69,9 +69,9 @@ pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
         ("upperAscii", 0) => Some(Ok(Value::string(s.to_ascii_uppercase()))),
         ("replace", 2) => arg_str(args, 0)
             .zip(arg_str(args, 1))
-            .map(|(old, new)| Ok(Value::string(s.replace(old, new)))),
+            .map(|(old, new)| replace_n(s, old, new, -1).map(Value::string)),
         ("replace", 3) => match (arg_str(args, 0), arg_str(args, 1), arg_int(args, 2)) {
-            (Some(old), Some(new), Some(n)) => Some(Ok(Value::string(replace_n(s, old, new, n)))),
+            (Some(old), Some(new), Some(n)) => Some(replace_n(s, old, new, n).map(Value::string)),
             _ => None,
         },
         // Without a separator (an ngrok addition) the string is split around whitespace.
@@ -119,6 +119,9 @@ fn join(target: &Value, args: &[Value]) -> Result<Value, EvalError> {
             out.push_str(separator);
         }
         out.push_str(item);
+        if out.len() > MAX_OUTPUT_BYTES {
+            return Err(too_large("join"));
+        }
     }
     Ok(Value::string(out))
 }
@@ -206,12 +209,21 @@ fn last_index_of_offset(s: &str, sub: &str, offset: i64) -> Result<i64, EvalErro
     Ok(rfind_upto(&chars, &sub, upto))
 }
 
-/// Go's `strings.Replace(s, old, new, n)`: `n < 0` replaces all.
-fn replace_n(s: &str, old: &str, new: &str, n: i64) -> String {
-    match usize::try_from(n) {
-        Ok(n) => s.replacen(old, new, n),
-        Err(_) => s.replace(old, new),
+/// Go's `strings.Replace(s, old, new, n)`: `n < 0` replaces all. An empty `old` matches at
+/// every code-point boundary.
+fn replace_n(s: &str, old: &str, new: &str, n: i64) -> Result<String, EvalError> {
+    let limit = usize::try_from(n).unwrap_or(usize::MAX);
+    let matches = if old.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(old).count()
     }
+    .min(limit);
+    let size = s.len() - matches * old.len() + matches.saturating_mul(new.len());
+    if size > MAX_OUTPUT_BYTES {
+        return Err(too_large("replace"));
+    }
+    Ok(s.replacen(old, new, matches))
 }
 
 /// Go's `strings.SplitN(s, sep, n)` as a CEL list: `n == 0` gives `[]`, `n < 0` splits
@@ -311,6 +323,25 @@ enum Clause {
     Octal,
 }
 
+/// Why formatting a value failed.
+#[derive(Debug)]
+pub(super) enum FormatError {
+    /// The clause does not apply to the value (the message says why).
+    Invalid(String),
+    /// The text would exceed [`MAX_OUTPUT_BYTES`].
+    TooLarge,
+}
+
+impl FormatError {
+    /// The evaluation error, with `context` prefixed to an invalid-argument message.
+    pub(super) fn into_error(self, function: &str, context: &str) -> EvalError {
+        match self {
+            FormatError::Invalid(message) => invalid(format!("{context}{message}")),
+            FormatError::TooLarge => too_large(function),
+        }
+    }
+}
+
 /// `<string>.format(<list>)`.
 fn format(template: &str, args: &[Value]) -> Result<String, EvalError> {
     let bytes = template.as_bytes();
@@ -339,8 +370,11 @@ fn format(template: &str, args: &[Value]) -> Result<String, EvalError> {
         let (clause, read) = parse_clause(&template[i + 1..])
             .map_err(|e| invalid(format!("could not parse formatting clause: {e}")))?;
         let text = format_clause(clause, arg)
-            .map_err(|e| invalid(format!("error during formatting: {e}")))?;
+            .map_err(|e| e.into_error("format", "error during formatting: "))?;
         out.push_str(&text);
+        if out.len() > MAX_OUTPUT_BYTES {
+            return Err(too_large("format"));
+        }
         i += 1 + read;
         literal_start = i;
         arg_index += 1;
@@ -395,7 +429,7 @@ fn parse_clause(spec: &str) -> Result<(Clause, usize), String> {
 }
 
 /// The text of one clause applied to `arg`, or the reason it does not apply.
-fn format_clause(clause: Clause, arg: &Value) -> Result<String, String> {
+fn format_clause(clause: Clause, arg: &Value) -> Result<String, FormatError> {
     let given = || arg.type_name();
     match clause {
         Clause::String => format_string(arg),
@@ -403,35 +437,35 @@ fn format_clause(clause: Clause, arg: &Value) -> Result<String, String> {
             Value::Int(i) => Ok(i.to_string()),
             Value::Uint(u) => Ok(u.to_string()),
             Value::Double(d) => Ok(non_finite(*d).map_or_else(|| d.to_string(), str::to_owned)),
-            _ => Err(format!(
+            _ => Err(FormatError::Invalid(format!(
                 "decimal clause can only be used on ints, uints, and doubles, was given {}",
                 given()
-            )),
+            ))),
         },
         Clause::Fixed(precision) => as_double(arg)
             .map(|d| non_finite(d).map_or_else(|| format!("{d:.precision$}"), str::to_owned))
             .ok_or_else(|| {
-                format!(
+                FormatError::Invalid(format!(
                     "fixed-point clause can only be used on ints, uints, and doubles, was given {}",
                     given()
-                )
+                ))
             }),
         Clause::Scientific(precision) => as_double(arg)
             .map(|d| non_finite(d).map_or_else(|| scientific(d, precision), str::to_owned))
             .ok_or_else(|| {
-                format!(
+                FormatError::Invalid(format!(
                     "scientific clause can only be used on ints, uints, and doubles, was given {}",
                     given()
-                )
+                ))
             }),
         Clause::Binary => match arg {
             Value::Bool(b) => Ok(if *b { "1" } else { "0" }.to_owned()),
             Value::Int(i) => Ok(signed_radix(*i, |m| format!("{m:b}"))),
             Value::Uint(u) => Ok(format!("{u:b}")),
-            _ => Err(format!(
+            _ => Err(FormatError::Invalid(format!(
                 "only ints, uints, and bools can be formatted as binary, was given {}",
                 given()
-            )),
+            ))),
         },
         Clause::Hex { upper } => {
             let text = match arg {
@@ -440,10 +474,10 @@ fn format_clause(clause: Clause, arg: &Value) -> Result<String, String> {
                 Value::String(s) => hex_bytes(s.as_bytes()),
                 Value::Bytes(b) => hex_bytes(b),
                 _ => {
-                    return Err(format!(
+                    return Err(FormatError::Invalid(format!(
                         "only ints, uints, bytes, and strings can be formatted as hex, was given {}",
                         given()
-                    ));
+                    )));
                 }
             };
             Ok(if upper {
@@ -455,10 +489,10 @@ fn format_clause(clause: Clause, arg: &Value) -> Result<String, String> {
         Clause::Octal => match arg {
             Value::Int(i) => Ok(signed_radix(*i, |m| format!("{m:o}"))),
             Value::Uint(u) => Ok(format!("{u:o}")),
-            _ => Err(format!(
+            _ => Err(FormatError::Invalid(format!(
                 "octal clause can only be used on ints and uints, was given {}",
                 given()
-            )),
+            ))),
         },
     }
 }
@@ -515,13 +549,16 @@ fn hex_bytes(bytes: &[u8]) -> String {
 }
 
 /// The `%s` text of a value (cel-go's `formatStringV2`).
-pub(super) fn format_string(arg: &Value) -> Result<String, String> {
+pub(super) fn format_string(arg: &Value) -> Result<String, FormatError> {
     let mut out = String::new();
     append_string(&mut out, arg)?;
     Ok(out)
 }
 
-fn append_string(out: &mut String, arg: &Value) -> Result<(), String> {
+fn append_string(out: &mut String, arg: &Value) -> Result<(), FormatError> {
+    if out.len() > MAX_OUTPUT_BYTES {
+        return Err(FormatError::TooLarge);
+    }
     match arg {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -572,10 +609,10 @@ fn append_string(out: &mut String, arg: &Value) -> Result<(), String> {
             out.push('}');
         }
         Value::Optional(_) | Value::Ip(_) | Value::Cidr(_) => {
-            return Err(format!(
+            return Err(FormatError::Invalid(format!(
                 "string clause can only be used on strings, bools, bytes, ints, doubles, maps, lists, types, durations, and timestamps, was given {}",
                 arg.type_name()
-            ));
+            )));
         }
     }
     Ok(())
@@ -776,6 +813,29 @@ mod tests {
         let bad = Value::list(vec![Value::Int(1)]);
         assert!(call("join", Some(&bad), &[]).unwrap().is_err());
         assert_eq!(ok_str(m("Ta©oCαt", "reverse", &[])), "tαCo©aT");
+    }
+
+    #[test]
+    fn outputs_are_bounded() {
+        let big = "x".repeat(1 << 20);
+        assert!(matches!(
+            m(&big, "replace", &[s(""), s(&big)]),
+            Err(EvalError::LimitExceeded(_))
+        ));
+        assert_eq!(ok_str(m("abc", "replace", &[s(""), s("-")])), "-a-b-c-");
+        assert_eq!(
+            ok_str(m("abc", "replace", &[s(""), s("-"), Value::Int(2)])),
+            "-a-bc"
+        );
+        let many = Value::list(vec![s(&big); 100]);
+        assert!(matches!(
+            call("join", Some(&many), &[]).unwrap(),
+            Err(EvalError::LimitExceeded(_))
+        ));
+        assert!(matches!(
+            fmt("%s", vec![many]),
+            Err(EvalError::LimitExceeded(_))
+        ));
     }
 
     #[test]
