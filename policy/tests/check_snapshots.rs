@@ -96,6 +96,12 @@ const CASES: &[(Phase, &str)] = &[
     (REQ, "req.method in []"),
     (REQ, "req.headers.exists(k, k > 1)"),
     (REQ, "getReqCookie('session').valeu == 'x'"),
+    (RES, "res.status_code < 200 && res.status_code >= 300"),
+    (REQ, "inCidrRange(conn.client_ip, '10.0.0.0/33')"),
+    (
+        REQ,
+        "timestamp(time.now) - conn.ts.start > duration('5 minutes')",
+    ),
     (REQ, "req.method == "),
     (REQ, "${req.method"),
 ];

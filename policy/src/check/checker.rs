@@ -63,7 +63,13 @@ pub(super) fn check(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Chec
                 format!("a condition must be a `bool`, but this is `{ty}`"),
                 not_bool_help(&ty),
             );
-        } else if let Some(value) = super::fold_constant(expr) {
+        } else if let Some(value) = c
+            .issues
+            .iter()
+            .all(|i| i.severity != Severity::Error)
+            .then(|| super::fold_constant(expr))
+            .flatten()
+        {
             let (code, what) = if value {
                 (codes::ALWAYS_TRUE, "true")
             } else {
@@ -996,6 +1002,7 @@ impl Checker<'_> {
 
     /// Lints on specific calls: regex literals, header-name case.
     fn call_lints(&mut self, name: &str, args: &[&Expr]) {
+        self.literal_argument_lints(name, args);
         match name {
             "matches" => {
                 if let Some(Expr {
@@ -1035,6 +1042,57 @@ impl Checker<'_> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Literal arguments that can never convert (`duration('1x')`) and CIDR lists with
+    /// invalid entries.
+    fn literal_argument_lints(&mut self, name: &str, args: &[&Expr]) {
+        let string_lit = |e: &Expr| match &e.kind {
+            ExprKind::Literal(Literal::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(first) = args.first() {
+            if let Some(s) = string_lit(first) {
+                let only_arg = args.len() == 1;
+                let applies = matches!(name, "inCidrRange" | "inCidrRanges")
+                    || (only_arg
+                        && matches!(
+                            name,
+                            "duration" | "timestamp" | "int" | "uint" | "double" | "ip" | "cidr"
+                        ));
+                if let Some(err) = applies
+                    .then(|| lints::literal_argument_error(name, &s))
+                    .flatten()
+                {
+                    self.error(codes::INVALID_LITERAL_ARGUMENT, first.span, err, None);
+                }
+            }
+        }
+        let cidrs: Vec<&Expr> = match (name, args) {
+            ("inCidrRange", [_, c]) => vec![*c],
+            ("inCidrRanges", [_, list]) => match &list.kind {
+                ExprKind::List(elems) => elems.iter().map(|e| &e.value).collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for c in cidrs {
+            let Some(s) = string_lit(c) else { continue };
+            if s.parse::<ipnet::IpNet>().is_ok() || s.parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            let effect = if name == "inCidrRange" {
+                "so this test is always false"
+            } else {
+                "so this entry is ignored"
+            };
+            self.warn(
+                codes::INVALID_CIDR,
+                c.span,
+                format!("`{s}` is not a valid CIDR range, {effect}"),
+                Some("write a range such as `10.0.0.0/8` or `2001:db8::/32`".to_owned()),
+            );
         }
     }
 

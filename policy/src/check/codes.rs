@@ -33,6 +33,8 @@ pub const NOT_ITERABLE: &str = "E0311";
 pub const UNSUPPORTED_SYNTAX: &str = "E0312";
 /// A namespace (`req`, `conn.tls`) used as a value.
 pub const NAMESPACE_AS_VALUE: &str = "E0313";
+/// A literal argument a conversion or parser function cannot accept (`duration('1x')`).
+pub const INVALID_LITERAL_ARGUMENT: &str = "E0314";
 
 /// The condition is always true.
 pub const ALWAYS_TRUE: &str = "W0300";
@@ -54,6 +56,8 @@ pub const UNDOCUMENTED_VARIABLE: &str = "W0307";
 pub const UNDOCUMENTED_FUNCTION: &str = "W0308";
 /// A string literal containing `${` inside an expression (not interpolated there).
 pub const INTERPOLATION_IN_STRING_LITERAL: &str = "W0309";
+/// An invalid CIDR given to `inCidrRange` (always false) or `inCidrRanges` (ignored).
+pub const INVALID_CIDR: &str = "W0310";
 
 /// Every code with a one-line description, for docs and `wicket lint --explain`.
 pub const ALL: &[(&str, &str)] = &[
@@ -80,6 +84,10 @@ pub const ALL: &[(&str, &str)] = &[
     (NOT_ITERABLE, "macro range is neither a list nor a map"),
     (UNSUPPORTED_SYNTAX, "unsupported syntax"),
     (NAMESPACE_AS_VALUE, "a namespace used as a value"),
+    (
+        INVALID_LITERAL_ARGUMENT,
+        "literal argument cannot be converted",
+    ),
     (ALWAYS_TRUE, "condition is always true"),
     (ALWAYS_FALSE, "condition is always false"),
     (CIDR_AS_STRING, "string comparison with a CIDR"),

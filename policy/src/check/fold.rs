@@ -105,12 +105,18 @@ fn fold_binary(op: BinaryOp, lhs: &Expr, rhs: &Expr, d: usize) -> Option<Const> 
             if l == Some(Const::Bool(absorbing)) || r == Some(Const::Bool(absorbing)) {
                 return Some(Const::Bool(absorbing));
             }
-            match (l?, r?) {
-                (Const::Bool(a), Const::Bool(b)) => {
-                    Some(Const::Bool(if absorbing { a || b } else { a && b }))
-                }
-                _ => None,
+            if let (Some(Const::Bool(a)), Some(Const::Bool(b))) = (&l, &r) {
+                return Some(Const::Bool(if absorbing { *a || *b } else { *a && *b }));
             }
+            // `x < 200 && x >= 300` is never true; `x == 1 || x != 1` is always true.
+            let mut atoms = Vec::new();
+            collect(op, lhs, &mut atoms);
+            collect(op, rhs, &mut atoms);
+            let constraints: Vec<Constraint<'_>> = atoms
+                .into_iter()
+                .filter_map(|e| constraint(e, absorbing))
+                .collect();
+            unsatisfiable(&constraints).then_some(Const::Bool(absorbing))
         }
         BinaryOp::In => {
             // `x in []` is false whatever `x` is.
@@ -196,4 +202,135 @@ fn const_cmp(a: &Const, b: &Const) -> Option<std::cmp::Ordering> {
         (Const::Uint(x), Const::Uint(y)) => Some(x.cmp(y)),
         _ => num(a)?.partial_cmp(&num(b)?),
     }
+}
+
+/// The operands of a chain of `op` (`a && b && c`).
+fn collect<'e>(op: BinaryOp, e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match &e.kind {
+        ExprKind::Binary { op: o, lhs, rhs } if *o == op && out.len() < MAX_DEPTH => {
+            collect(op, lhs, out);
+            collect(op, rhs, out);
+        }
+        _ => out.push(e),
+    }
+}
+
+/// A comparison of a dotted name with a constant.
+#[derive(Debug)]
+struct Constraint<'e> {
+    name: Vec<&'e str>,
+    op: BinaryOp,
+    value: Const,
+}
+
+/// The dotted name of a pure `a.b.c` chain.
+fn dotted(e: &Expr) -> Option<Vec<&str>> {
+    match &e.kind {
+        ExprKind::Ident { name, .. } => Some(vec![name.as_str()]),
+        ExprKind::Select {
+            operand,
+            field,
+            optional: false,
+        } => {
+            let mut v = dotted(operand)?;
+            v.push(field.name.as_str());
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
+/// `name op constant` (or `constant op name`, flipped); negated for the atoms of an `||`
+/// chain, whose tautology is the contradiction of the negations.
+fn constraint(e: &Expr, negate: bool) -> Option<Constraint<'_>> {
+    let ExprKind::Binary { op, lhs, rhs } = &e.kind else {
+        return None;
+    };
+    let (name, value, op) = match (dotted(lhs), dotted(rhs)) {
+        (Some(n), None) => (n, fold(rhs, 0)?, *op),
+        (None, Some(n)) => (n, fold(lhs, 0)?, flip(*op)?),
+        _ => return None,
+    };
+    if !matches!(
+        value,
+        Const::Int(_) | Const::Uint(_) | Const::Double(_) | Const::String(_)
+    ) {
+        return None;
+    }
+    let op = if negate { negation(op)? } else { op };
+    matches!(
+        op,
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+    )
+    .then_some(Constraint { name, op, value })
+}
+
+/// `a op b` ⇔ `b flip(op) a`.
+fn flip(op: BinaryOp) -> Option<BinaryOp> {
+    Some(match op {
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::Le => BinaryOp::Ge,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::Ge => BinaryOp::Le,
+        BinaryOp::Eq | BinaryOp::Ne => op,
+        _ => return None,
+    })
+}
+
+/// `!(a op b)` ⇔ `a negation(op) b` (for values that are ordered).
+fn negation(op: BinaryOp) -> Option<BinaryOp> {
+    Some(match op {
+        BinaryOp::Lt => BinaryOp::Ge,
+        BinaryOp::Le => BinaryOp::Gt,
+        BinaryOp::Gt => BinaryOp::Le,
+        BinaryOp::Ge => BinaryOp::Lt,
+        BinaryOp::Eq => BinaryOp::Ne,
+        BinaryOp::Ne => BinaryOp::Eq,
+        _ => return None,
+    })
+}
+
+/// Whether no value satisfies every constraint on some name at once.
+fn unsatisfiable(cs: &[Constraint<'_>]) -> bool {
+    cs.iter().enumerate().any(|(i, a)| {
+        cs[i + 1..]
+            .iter()
+            .any(|b| a.name == b.name && pair_unsatisfiable(a, b))
+    })
+}
+
+fn pair_unsatisfiable(a: &Constraint<'_>, b: &Constraint<'_>) -> bool {
+    use BinaryOp::{Eq, Ge, Gt, Le, Lt, Ne};
+    match (a.op, b.op) {
+        (Eq, Eq) => const_eq(&a.value, &b.value) == Some(false),
+        (Eq, Ne) | (Ne, Eq) => const_eq(&a.value, &b.value) == Some(true),
+        (Eq, _) => !holds(&a.value, b.op, &b.value).unwrap_or(true),
+        (_, Eq) => !holds(&b.value, a.op, &a.value).unwrap_or(true),
+        (Lt | Le, Gt | Ge) => disjoint(&a.value, a.op, &b.value, b.op),
+        (Gt | Ge, Lt | Le) => disjoint(&b.value, b.op, &a.value, a.op),
+        _ => false,
+    }
+}
+
+/// Whether `v op bound` holds for constants.
+fn holds(v: &Const, op: BinaryOp, bound: &Const) -> Option<bool> {
+    let ord = const_cmp(v, bound)?;
+    Some(match op {
+        BinaryOp::Lt => ord.is_lt(),
+        BinaryOp::Le => ord.is_le(),
+        BinaryOp::Gt => ord.is_gt(),
+        BinaryOp::Ge => ord.is_ge(),
+        BinaryOp::Ne => !ord.is_eq(),
+        _ => ord.is_eq(),
+    })
+}
+
+/// Whether `x upper_op upper` and `x lower_op lower` (an upper and a lower bound) exclude
+/// each other.
+fn disjoint(upper: &Const, upper_op: BinaryOp, lower: &Const, lower_op: BinaryOp) -> bool {
+    let Some(ord) = const_cmp(upper, lower) else {
+        return false;
+    };
+    let inclusive = upper_op == BinaryOp::Le && lower_op == BinaryOp::Ge;
+    ord.is_lt() || (ord.is_eq() && !inclusive)
 }

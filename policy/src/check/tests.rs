@@ -604,3 +604,82 @@ fn terminate_tls_results_are_connection_level() {
         vec![]
     );
 }
+
+#[test]
+fn contradictory_and_tautological_ranges() {
+    let res = |s: &str| codes_of(s, Phase::HttpResponse);
+    let none: Vec<&str> = Vec::new();
+    assert_eq!(
+        res("res.status_code < 200 && res.status_code >= 300"),
+        vec![codes::ALWAYS_FALSE]
+    );
+    assert_eq!(
+        res("res.status_code == 200 && res.status_code == 404"),
+        vec![codes::ALWAYS_FALSE]
+    );
+    assert_eq!(
+        res("req.method == 'GET' && req.method != 'GET'"),
+        vec![codes::ALWAYS_FALSE]
+    );
+    assert_eq!(
+        res("res.status_code == 200 && 500 <= res.status_code"),
+        vec![codes::ALWAYS_FALSE]
+    );
+    assert_eq!(
+        res("res.status_code < 500 || res.status_code >= 500"),
+        vec![codes::ALWAYS_TRUE]
+    );
+    assert_eq!(
+        res("req.method != 'GET' || req.method != 'POST'"),
+        vec![codes::ALWAYS_TRUE]
+    );
+    // Satisfiable ones stay quiet.
+    assert_eq!(res("res.status_code >= 200 && res.status_code < 300"), none);
+    assert_eq!(
+        res("res.status_code <= 200 && res.status_code >= 200"),
+        none
+    );
+    assert_eq!(
+        res("res.status_code == 200 || res.status_code == 204"),
+        none
+    );
+    assert_eq!(res("req.method != 'GET' && req.method != 'POST'"), none);
+}
+
+#[test]
+fn literal_arguments_are_validated() {
+    assert_eq!(
+        req("timestamp(time.now) - conn.ts.start > duration('5x')"),
+        vec![(
+            codes::INVALID_LITERAL_ARGUMENT,
+            "'5x'".to_owned(),
+            "`5x` is not a duration such as `1h30m`, `1.5s` or `250ms`".to_owned()
+        )]
+    );
+    assert_eq!(
+        codes_of(
+            "timestamp(time.now) > timestamp('2025-01-01')",
+            Phase::HttpRequest
+        ),
+        vec![codes::INVALID_LITERAL_ARGUMENT]
+    );
+    assert_eq!(
+        req("timestamp(time.now) > timestamp('2025-01-01T00:00:00Z')"),
+        vec![]
+    );
+    assert_eq!(
+        req("inCidrRange(conn.client_ip, '10.0.0.0/33')"),
+        vec![(
+            codes::INVALID_CIDR,
+            "'10.0.0.0/33'".to_owned(),
+            "`10.0.0.0/33` is not a valid CIDR range, so this test is always false".to_owned()
+        )]
+    );
+    assert_eq!(
+        codes_of(
+            "inCidrRanges(conn.client_ip, ['10.0.0.0/8', 'nope'])",
+            Phase::HttpRequest
+        ),
+        vec![codes::INVALID_CIDR]
+    );
+}
