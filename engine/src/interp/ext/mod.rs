@@ -9,8 +9,7 @@
 //!   for a global call. It returns `None` when no extension function of that name exists,
 //!   `Some(Err(EvalError::NoMatchingOverload{..}))` when it exists but the argument types fit
 //!   no overload.
-//! - `string(ip)` and `string(cidr)` are served here when the core's `string()` finds no
-//!   overload; [`network`] also exports the text forms and parsers of IP and CIDR values.
+//! - [`network`] exports the parsers and text forms of IP and CIDR values.
 //!
 //! The semantics follow cel-go's extension libraries (strings v3+ with the v2 `format`
 //! implementation, lists v3, math v2, encoders, network, optionals); the cel-spec conformance
@@ -108,7 +107,6 @@ pub fn call(
     args: &[Value],
 ) -> Option<Result<Value, EvalError>> {
     match target {
-        None if name == "string" => network::to_string(args),
         None => {
             if !is_function(name) {
                 return None;

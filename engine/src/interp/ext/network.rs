@@ -7,7 +7,7 @@
 //! stored as the IPv4 address it maps, so it equals `ip('192.168.0.1')`. A CIDR keeps its host
 //! bits (`cidr('10.0.0.1/8').ip()` is `10.0.0.1`); `masked()` clears them.
 //!
-//! [`ip_to_string`] and [`cidr_to_string`] are the `string()` conversions the core uses.
+//! [`ip_to_string`] and [`cidr_to_string`] give the text forms (as `string()` converts them).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,15 +34,6 @@ pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
         _ => return None,
     };
     Some(result)
-}
-
-/// `string(ip)` and `string(cidr)`; `None` for other arguments (the core's conversions).
-pub(super) fn to_string(args: &[Value]) -> CallResult {
-    match args {
-        [Value::Ip(ip)] => Some(Ok(Value::string(ip_to_string(ip)))),
-        [Value::Cidr(net)] => Some(Ok(Value::string(cidr_to_string(net)))),
-        _ => None,
-    }
 }
 
 /// Member functions of `net.IP` and `net.CIDR` values.
@@ -250,14 +241,14 @@ mod tests {
         assert!(values_equal(&ip("::ffff:c0a8:1"), &ip("192.168.0.1")));
         assert!(!values_equal(&ip("::"), &ip("::ffff")));
         assert!(call("ip", None, &[Value::Int(1)]).unwrap().is_err());
-        let text = call("string", None, &[ip("2001:DB8::68")])
-            .unwrap()
-            .unwrap();
-        assert!(values_equal(&text, &Value::string("2001:db8::68")));
-        let text = call("string", None, &[cidr("10.0.0.1/8")])
-            .unwrap()
-            .unwrap();
-        assert!(values_equal(&text, &Value::string("10.0.0.1/8")));
+        assert_eq!(
+            ip_to_string(&parse_ip("2001:DB8::68").unwrap()),
+            "2001:db8::68"
+        );
+        assert_eq!(
+            cidr_to_string(&parse_cidr("10.0.0.1/8").unwrap()),
+            "10.0.0.1/8"
+        );
     }
 
     #[test]
