@@ -1,6 +1,9 @@
 //! Evaluation errors. CEL errors are values of the language: they flow through `&&`, `||` and
 //! `?:` by CEL's absorption rules and end a policy decision closed when they reach the top.
 
+use std::collections::BTreeSet;
+use std::fmt;
+
 use thiserror::Error;
 
 /// An error raised while evaluating a CEL expression.
@@ -47,4 +50,56 @@ pub enum EvalError {
     /// protobuf types).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Not an error but an *unknown* result (partial evaluation): the value depends on
+    /// attributes the activation does not know. It travels on the error channel because it
+    /// flows like one: strict operations pass it on, and `&&`, `||`, `?:` and the comprehensions
+    /// absorb it by the same rules; where an unknown and an error meet, the unknown wins.
+    #[error("unknown value of {0}")]
+    Unknown(UnknownSet),
+}
+
+impl EvalError {
+    /// Whether this is an unknown result rather than an error.
+    #[must_use]
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, EvalError::Unknown(_))
+    }
+}
+
+/// The attributes (variable names, with any selected fields: `request.headers`) an unknown
+/// result depends on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnknownSet {
+    /// The unknown attributes, sorted.
+    pub attributes: BTreeSet<String>,
+}
+
+impl UnknownSet {
+    /// The set of one attribute.
+    #[must_use]
+    pub fn of(attribute: &str) -> Self {
+        Self {
+            attributes: std::iter::once(attribute.to_owned()).collect(),
+        }
+    }
+
+    /// The union of two sets.
+    #[must_use]
+    pub fn union(&self, other: &UnknownSet) -> UnknownSet {
+        UnknownSet {
+            attributes: self.attributes.union(&other.attributes).cloned().collect(),
+        }
+    }
+}
+
+impl fmt::Display for UnknownSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, attribute) in self.attributes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{attribute}`")?;
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use wicket_grammar::ast::{
 
 use super::functions;
 use super::{Activation, Limits};
-use crate::error::EvalError;
+use crate::error::{EvalError, UnknownSet};
 use crate::value::{CelType, Key, MapValue, Value};
 
 /// One `cel.block` in scope: its binding expressions and their lazily computed values.
@@ -187,6 +187,13 @@ impl<'e> Evaluator<'e> {
             let name = segments[..n].join(".");
             for prefix in prefixes {
                 let qualified = format!("{prefix}{name}");
+                if self.activation.is_unknown(&qualified) {
+                    let attribute = std::iter::once(qualified.as_str())
+                        .chain(segments[n..].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    return Some(Err(EvalError::Unknown(UnknownSet::of(&attribute))));
+                }
                 if let Some(value) = self.activation.resolve(&qualified) {
                     return Some(select_path(value, &segments[n..]));
                 }
@@ -390,8 +397,9 @@ impl<'e> Evaluator<'e> {
         match (left, right) {
             (_, Ok(Value::Bool(b))) if b == absorbing => Ok(Value::Bool(b)),
             (Ok(Value::Bool(_)), Ok(Value::Bool(b))) => Ok(Value::Bool(b)),
-            (Err(e), _) => Err(e),
-            (Ok(Value::Bool(_)), Err(e)) => Err(e),
+            (Err(a), Err(b)) => Err(merge_failures(a, b)),
+            (Err(e), _) | (Ok(Value::Bool(_)), Err(e)) => Err(e),
+            (Ok(_), Err(e)) if e.is_unknown() => Err(e),
             _ => Err(no_overload(name)),
         }
     }
@@ -569,21 +577,22 @@ impl<'e> Evaluator<'e> {
     fn eval_quantifier(&mut self, comp: &'e Comprehension, absorbing: bool) -> EvalResult {
         let range = self.eval(&comp.range)?;
         let items = Self::iteration_values(&range, comp.var2.is_some())?;
-        let mut error = None;
+        let mut error: Option<EvalError> = None;
         for item in &items {
             self.tick()?;
-            match self.eval_with_vars(comp, item, &comp.body) {
+            let failure = match self.eval_with_vars(comp, item, &comp.body) {
                 Ok(Value::Bool(b)) if b == absorbing => return Ok(Value::Bool(b)),
-                Ok(Value::Bool(_)) => {}
-                Ok(_) => {
-                    error.get_or_insert_with(|| {
-                        no_overload(if absorbing { "_||_" } else { "_&&_" })
-                    });
+                Ok(Value::Bool(_)) => continue,
+                Ok(_) => no_overload(if absorbing { "_||_" } else { "_&&_" }),
+                Err(EvalError::LimitExceeded(limit)) => {
+                    return Err(EvalError::LimitExceeded(limit));
                 }
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
-            }
+                Err(e) => e,
+            };
+            error = Some(match error {
+                Some(previous) => merge_failures(previous, failure),
+                None => failure,
+            });
         }
         match error {
             Some(e) => Err(e),
@@ -727,6 +736,17 @@ fn block_var_name(function: &str, args: &[Expr]) -> Result<String, EvalError> {
             },
         ] => Ok(format!("{short}:{i}:{j}")),
         _ => Err(no_overload(function)),
+    }
+}
+
+/// The failure to keep when two operands of `&&` / `||` (or two iterations of `all` /
+/// `exists`) both fail: unknowns merge and win over errors; otherwise the first error stays.
+fn merge_failures(first: EvalError, second: EvalError) -> EvalError {
+    match (first, second) {
+        (EvalError::Unknown(a), EvalError::Unknown(b)) => EvalError::Unknown(a.union(&b)),
+        (EvalError::Unknown(a), _) => EvalError::Unknown(a),
+        (_, EvalError::Unknown(b)) => EvalError::Unknown(b),
+        (first, _) => first,
     }
 }
 
@@ -1049,6 +1069,41 @@ mod tests {
         assert!(matches!(fails("[1][1]"), EvalError::IndexOutOfRange(1)));
         assert!(matches!(fails("1.a"), EvalError::NoSuchField(_)));
         assert!(matches!(fails("Msg{a: 1}"), EvalError::Unsupported(_)));
+    }
+
+    #[test]
+    fn unknowns_propagate_and_are_absorbed() {
+        use super::super::PartialActivation;
+        let mut known = HashMap::new();
+        known.insert("x".to_owned(), Value::Int(1));
+        let vars = PartialActivation {
+            known,
+            unknown: ["req".to_owned(), "other".to_owned()].into_iter().collect(),
+        };
+        let eval = |src: &str| {
+            let expr = wicket_grammar::parse(src).expect("test expression parses");
+            Env::new(&vars).eval(&expr)
+        };
+        let unknown = |src: &str| match eval(src) {
+            Err(EvalError::Unknown(set)) => set.attributes.into_iter().collect::<Vec<_>>(),
+            other => panic!("`{src}` gave {other:?}"),
+        };
+        assert_eq!(unknown("req.headers.size() > x"), ["req.headers"]);
+        assert!(matches!(
+            eval("req.a == 1 && false"),
+            Ok(Value::Bool(false))
+        ));
+        assert!(matches!(eval("true || req.a"), Ok(Value::Bool(true))));
+        assert_eq!(unknown("req.a && 1 / 0 == 1"), ["req.a"]);
+        assert_eq!(unknown("1 / 0 == 1 || req.a"), ["req.a"]);
+        assert_eq!(unknown("req.a || other"), ["other", "req.a"]);
+        assert_eq!(unknown("req ? 1 : 2"), ["req"]);
+        assert!(matches!(
+            eval("[1, 2].exists(i, i == req || i == 2)"),
+            Ok(Value::Bool(true))
+        ));
+        assert_eq!(unknown("[1, 2].all(i, i == req)"), ["req"]);
+        assert!(matches!(eval("x == 1"), Ok(Value::Bool(true))));
     }
 
     #[test]

@@ -384,9 +384,9 @@ fn to_string(x: &Value) -> EvalResult {
             .map_err(|_| EvalError::InvalidArgument("invalid UTF-8 in bytes".to_owned())),
         Value::Timestamp(t) => Ok(Value::string(time::format_timestamp(*t))),
         Value::Duration(d) => Ok(Value::string(time::format_duration(*d))),
-        // Network extension types: canonical text (RFC 5952 for IPv6), as cel-go prints them.
-        Value::Ip(ip) => Ok(Value::string(ip.to_string())),
-        Value::Cidr(net) => Ok(Value::string(net.to_string())),
+        // Network extension types, in the extension's canonical text.
+        Value::Ip(ip) => Ok(Value::string(super::ext::network::ip_to_string(ip))),
+        Value::Cidr(net) => Ok(Value::string(super::ext::network::cidr_to_string(net))),
         _ => Err(no_overload("string")),
     }
 }

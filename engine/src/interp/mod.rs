@@ -17,7 +17,10 @@
 //! - Variables come from an [`Activation`], so any caller (tests, the policy compiler's
 //!   differential checks, the CLI) can supply them without building a map.
 //! - Errors are values of the language: `&&`, `||`, `?:` and the comprehension macros absorb them
-//!   by CEL's rules (`false && error == false`, `error && false == false`).
+//!   by CEL's rules (`false && error == false`, `error && false == false`). Unknowns (partial
+//!   evaluation, see [`PartialActivation`]) travel the same channel as
+//!   [`EvalError::Unknown`] and are absorbed alike; where an unknown meets an error, the unknown
+//!   wins, and two unknowns merge.
 //! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, the size
 //!   of each produced string, bytes, list and map, and the total size of everything produced are
 //!   capped by [`Limits`]; exceeding one is an [`EvalError::LimitExceeded`].
@@ -30,7 +33,7 @@ pub mod ext;
 mod functions;
 mod time;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 
 use wicket_grammar::Expr;
@@ -45,6 +48,13 @@ use crate::value::Value;
 pub trait Activation {
     /// The value of the variable `name`, if it exists.
     fn resolve(&self, name: &str) -> Option<Value>;
+
+    /// Whether the variable `name` exists but its value is unknown (partial evaluation); a
+    /// reference to it evaluates to [`EvalError::Unknown`]. Checked before [`Self::resolve`].
+    fn is_unknown(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 impl<S: BuildHasher> Activation for HashMap<String, Value, S> {
@@ -62,6 +72,30 @@ impl Activation for BTreeMap<String, Value> {
 impl<A: Activation + ?Sized> Activation for &A {
     fn resolve(&self, name: &str) -> Option<Value> {
         (**self).resolve(name)
+    }
+
+    fn is_unknown(&self, name: &str) -> bool {
+        (**self).is_unknown(name)
+    }
+}
+
+/// An activation with some variables marked unknown, for partial evaluation: the variables of
+/// `known`, plus the names in `unknown` whose references evaluate to [`EvalError::Unknown`].
+#[derive(Clone, Debug, Default)]
+pub struct PartialActivation<A> {
+    /// The known variables.
+    pub known: A,
+    /// The names of the unknown variables.
+    pub unknown: BTreeSet<String>,
+}
+
+impl<A: Activation> Activation for PartialActivation<A> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        self.known.resolve(name)
+    }
+
+    fn is_unknown(&self, name: &str) -> bool {
+        self.unknown.contains(name)
     }
 }
 
