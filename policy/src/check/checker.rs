@@ -275,7 +275,7 @@ impl Checker<'_> {
                 );
                 Type::Error
             }
-            ExprKind::Macro(m) => self.macro_(e, m, d),
+            ExprKind::Macro(m) => self.macro_(m, d),
         }
     }
 
@@ -1211,7 +1211,7 @@ impl Checker<'_> {
 
     // ---- macros ----
 
-    fn macro_(&mut self, e: &Expr, m: &Macro, d: usize) -> Type {
+    fn macro_(&mut self, m: &Macro, d: usize) -> Type {
         match m {
             Macro::Has { select } => self.has(select, d),
             Macro::All(c) | Macro::Exists(c) | Macro::ExistsOne(c) => {
@@ -1345,7 +1345,6 @@ impl Checker<'_> {
                 }
                 let t = self.expr(result, d);
                 self.blocks.pop();
-                let _ = e;
                 t
             }
         }
@@ -1518,9 +1517,8 @@ fn unify(spec: TypeSpec, t: &Type, b: &mut Vec<(&'static str, Type)>) -> bool {
             Type::Map(tk, tv) => unify(*k, tk, b) && unify(*v, tv, b),
             _ => false,
         },
-        other => {
-            other.to_type().is_assignable_to(t) && !matches!(t, Type::Null) || other.to_type() == *t
-        }
+        // `t` is not dyn here, so this is exact (object types by name).
+        other => other.to_type().is_assignable_to(t),
     }
 }
 

@@ -106,15 +106,21 @@ pub fn check_source(src: &str, ctx: &CheckContext, expected: Expected) -> Checke
                             .to_owned(),
                     ),
                 },
-                None => ExprIssue {
-                    code: codes::PARSE_ERROR,
-                    ngrok_code: Some(NGROK_INVALID_EXPRESSION),
-                    severity: Severity::Error,
-                    message: err.message,
-                    span: err.span,
-                    labels: Vec::new(),
-                    help: None,
-                },
+                None => {
+                    let help = err.message.contains("has()").then(|| {
+                        "`has()` tests a field; to test for a map key write `'key' in map`, e.g. `'x-api-key' in req.headers`"
+                            .to_owned()
+                    });
+                    ExprIssue {
+                        code: codes::PARSE_ERROR,
+                        ngrok_code: Some(NGROK_INVALID_EXPRESSION),
+                        severity: Severity::Error,
+                        message: err.message,
+                        span: err.span,
+                        labels: Vec::new(),
+                        help,
+                    }
+                }
             };
             Checked {
                 ty: Type::Error,
@@ -153,10 +159,18 @@ fn offset(i: usize) -> u32 {
 /// Spans are relative to the template string; errors carry ngrok code 2224.
 #[must_use]
 pub fn check_template(src: &str, ctx: &CheckContext) -> Vec<ExprIssue> {
+    check_template_value(src, ctx).issues
+}
+
+/// Like [`check_template`], also giving the template's value type: the expression's type
+/// when the string is exactly one interpolation (`"${expr}"`, which keeps its CEL type in
+/// `set-vars`), `string` otherwise.
+#[must_use]
+pub fn check_template_value(src: &str, ctx: &CheckContext) -> Checked {
     let template = match parse_template(src) {
         Ok(t) => t,
         Err(err) => {
-            return vec![ExprIssue {
+            let issue = ExprIssue {
                 code: codes::PARSE_ERROR,
                 ngrok_code: Some(NGROK_INVALID_TEMPLATE),
                 severity: Severity::Error,
@@ -164,13 +178,22 @@ pub fn check_template(src: &str, ctx: &CheckContext) -> Vec<ExprIssue> {
                 span: err.span(),
                 labels: Vec::new(),
                 help: None,
-            }];
+            };
+            return Checked {
+                ty: Type::Error,
+                issues: vec![issue],
+            };
         }
     };
     let mut issues = Vec::new();
+    let mut ty = Type::String;
     for part in template.parts() {
         if let TemplatePart::Expr { expr, .. } = part {
-            issues.extend(check_expr(expr, ctx, Expected::String).issues);
+            let checked = check_expr(expr, ctx, Expected::String);
+            if template.is_single_interpolation() {
+                ty = checked.ty;
+            }
+            issues.extend(checked.issues);
         }
     }
     for issue in &mut issues {
@@ -178,7 +201,7 @@ pub fn check_template(src: &str, ctx: &CheckContext) -> Vec<ExprIssue> {
             issue.ngrok_code = Some(NGROK_INVALID_TEMPLATE);
         }
     }
-    issues
+    Checked { ty, issues }
 }
 
 #[cfg(test)]

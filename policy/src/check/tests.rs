@@ -683,3 +683,47 @@ fn literal_arguments_are_validated() {
         vec![codes::INVALID_CIDR]
     );
 }
+
+#[test]
+fn template_values_keep_the_type_of_a_single_interpolation() {
+    let ctx = CheckContext::new(Phase::HttpRequest);
+    assert_eq!(
+        check_template_value("${req.headers}", &ctx).ty.to_string(),
+        "map(string, list(string))"
+    );
+    assert_eq!(
+        check_template_value("a ${req.headers}", &ctx).ty,
+        Type::String
+    );
+    assert_eq!(check_template_value("plain", &ctx).ty, Type::String);
+}
+
+#[test]
+fn has_on_an_index_explains_the_in_operator() {
+    let got = run("has(req.headers['x'])", Phase::HttpRequest);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].code, codes::PARSE_ERROR);
+    assert!(
+        got[0]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("'key' in map")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn deep_expressions_do_not_overflow_the_stack() {
+    // As deep as the parser allows, in the 2 MiB stack of a test thread.
+    for depth in [100usize, 240, 250, 260, 1000] {
+        let sum = format!("{}1{}", "(1 + ".repeat(depth), ")".repeat(depth));
+        let lists = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let nots = format!("{}true", "!".repeat(depth));
+        let chain = format!("req{}", ".a".repeat(depth));
+        let ands = vec!["req.method == 'GET'"; depth].join(" && ");
+        for src in [sum, lists, nots, chain, ands] {
+            let checked = check_source(&src, &CheckContext::new(Phase::HttpRequest), Expected::Any);
+            assert!(checked.issues.len() <= depth + 1);
+        }
+    }
+}
