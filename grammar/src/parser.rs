@@ -1074,3 +1074,468 @@ fn number_literal(tok: NumToken<'_>, negative: bool) -> Option<Literal> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse, parse_with};
+
+    /// A compact S-expression of the tree, for asserting structure.
+    fn sx(e: &Expr) -> String {
+        let list = |items: Vec<String>| items.join(" ");
+        match &e.kind {
+            ExprKind::Literal(l) => match l {
+                Literal::Null => "null".to_owned(),
+                Literal::Bool(b) => b.to_string(),
+                Literal::Int(i) => i.to_string(),
+                Literal::Uint(u) => format!("{u}u"),
+                Literal::Double(d) => format!("{d:?}"),
+                Literal::String(s) => format!("{s:?}"),
+                Literal::Bytes(b) => format!("b{b:?}"),
+            },
+            ExprKind::Ident { name, root } => format!("{}{name}", if *root { "." } else { "" }),
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => format!(
+                "({} {} {})",
+                if *optional { ".?" } else { "." },
+                sx(operand),
+                field.name
+            ),
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => format!(
+                "({} {} {})",
+                if *optional { "[?]" } else { "[]" },
+                sx(operand),
+                sx(index)
+            ),
+            ExprKind::Call {
+                target,
+                function,
+                args,
+            } => {
+                let mut items = vec![function.name.clone()];
+                if let Some(t) = target {
+                    items.push(format!("on:{}", sx(t)));
+                }
+                items.extend(args.iter().map(sx));
+                format!("(call {})", list(items))
+            }
+            ExprKind::Unary { op, operand } => format!(
+                "({} {})",
+                if *op == UnaryOp::Not { "!" } else { "-" },
+                sx(operand)
+            ),
+            ExprKind::Binary { op, lhs, rhs } => {
+                format!("({} {} {})", op.as_str(), sx(lhs), sx(rhs))
+            }
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => format!("(?: {} {} {})", sx(cond), sx(then), sx(otherwise)),
+            ExprKind::List(elems) => format!(
+                "[{}]",
+                list(
+                    elems
+                        .iter()
+                        .map(|e| format!("{}{}", if e.optional { "?" } else { "" }, sx(&e.value)))
+                        .collect()
+                )
+            ),
+            ExprKind::Map(entries) => format!(
+                "{{{}}}",
+                list(
+                    entries
+                        .iter()
+                        .map(|e| format!(
+                            "{}{}:{}",
+                            if e.optional { "?" } else { "" },
+                            sx(&e.key),
+                            sx(&e.value)
+                        ))
+                        .collect()
+                )
+            ),
+            ExprKind::Struct { type_name, fields } => format!(
+                "{type_name}{{{}}}",
+                list(
+                    fields
+                        .iter()
+                        .map(|f| format!(
+                            "{}{}:{}",
+                            if f.optional { "?" } else { "" },
+                            f.name.name,
+                            sx(&f.value)
+                        ))
+                        .collect()
+                )
+            ),
+            ExprKind::Macro(m) => {
+                let comp = |c: &Comprehension, filter: Option<&Expr>| {
+                    let mut items = vec![sx(&c.range), c.var.name.clone()];
+                    items.extend(c.var2.iter().map(|v| v.name.clone()));
+                    items.extend(filter.map(sx));
+                    items.push(sx(&c.body));
+                    list(items)
+                };
+                let inner = match &**m {
+                    Macro::Has { select } => sx(select),
+                    Macro::All(c)
+                    | Macro::Exists(c)
+                    | Macro::ExistsOne(c)
+                    | Macro::Filter(c)
+                    | Macro::SortBy(c) => comp(c, None),
+                    Macro::Map { comp: c, filter }
+                    | Macro::TransformList { comp: c, filter }
+                    | Macro::TransformMap { comp: c, filter }
+                    | Macro::TransformMapEntry { comp: c, filter } => comp(c, filter.as_ref()),
+                    Macro::Bind { var, init, body } => {
+                        format!("{} {} {}", var.name, sx(init), sx(body))
+                    }
+                    Macro::OptMap { target, var, body }
+                    | Macro::OptFlatMap { target, var, body } => {
+                        format!("{} {} {}", sx(target), var.name, sx(body))
+                    }
+                    Macro::Block { bindings, result } => format!(
+                        "[{}] {}",
+                        list(bindings.iter().map(sx).collect()),
+                        sx(result)
+                    ),
+                };
+                format!("(macro:{} {inner})", m.name())
+            }
+        }
+    }
+
+    fn p(src: &str) -> String {
+        match parse(src) {
+            Ok(e) => sx(&e),
+            Err(err) => panic!("{src}: {err} at {:?}", err.span),
+        }
+    }
+
+    /// The error message and span range of a failing parse.
+    fn err(src: &str) -> (String, std::ops::Range<usize>) {
+        let e = parse(src).expect_err(src);
+        (e.message, e.span.range())
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        assert_eq!(p("a || b && c"), "(|| a (&& b c))");
+        assert_eq!(p("a && b || c"), "(|| (&& a b) c)");
+        assert_eq!(p("a + b * c - d"), "(- (+ a (* b c)) d)");
+        assert_eq!(p("a - b - c"), "(- (- a b) c)");
+        assert_eq!(p("a / b % c * d"), "(* (% (/ a b) c) d)");
+        assert_eq!(p("a < b == c in d"), "(in (== (< a b) c) d)");
+        assert_eq!(p("a + 1 in b && !c"), "(&& (in (+ a 1) b) (! c))");
+        assert_eq!(p("a ? b : c ? d : e"), "(?: a b (?: c d e))");
+        // The middle operand is a ConditionalOr: a conditional there needs parentheses.
+        assert_eq!(err("a ? b ? c : d : e").0, "expected `:`, found `?`");
+        assert_eq!(p("a ? (b ? c : d) : e"), "(?: a (?: b c d) e)");
+        assert_eq!(p("a || b ? c && d : e"), "(?: (|| a b) (&& c d) e)");
+        assert_eq!(p("!a == b"), "(== (! a) b)");
+        assert_eq!(p("-a.b[0]"), "(- ([] (. a b) 0))");
+        assert_eq!(p("(a + b) * c"), "(* (+ a b) c)");
+        assert_eq!(p("!!a"), "(! (! a))");
+        assert_eq!(p("- - a"), "(- (- a))");
+    }
+
+    #[test]
+    fn negative_literals_are_folded() {
+        assert_eq!(p("-1"), "-1");
+        assert_eq!(p("- 1"), "-1");
+        assert_eq!(p("--1"), "(- -1)");
+        assert_eq!(p("-(1)"), "(- 1)");
+        assert_eq!(p("-1u"), "(- 1u)");
+        assert_eq!(p("-1.5"), "-1.5");
+        assert_eq!(p("-.5"), "-0.5");
+        assert_eq!(p("!-1"), "(! -1)");
+        assert_eq!(p("-1.abs()"), "(call abs on:-1)");
+        assert_eq!(p("-x.abs()"), "(- (call abs on:x))");
+        assert_eq!(p("a - -1"), "(- a -1)");
+        assert_eq!(p("a-1"), "(- a 1)");
+        assert_eq!(p("-9223372036854775808"), "-9223372036854775808");
+        assert_eq!(
+            err("-(9223372036854775808)").0,
+            "integer literal `9223372036854775808` is out of range"
+        );
+    }
+
+    #[test]
+    fn number_literals() {
+        assert_eq!(p("0"), "0");
+        assert_eq!(p("0x1F"), "31");
+        assert_eq!(p("0x1fU"), "31u");
+        assert_eq!(p("18446744073709551615u"), "18446744073709551615u");
+        assert_eq!(p("1e3"), "1000.0");
+        assert_eq!(p("1.5E-3"), "0.0015");
+        assert_eq!(p(".5e1"), "5.0");
+        assert_eq!(p("1.e3"), "(. 1 e3)");
+        assert_eq!(p("1e-400"), "0.0");
+        assert_eq!(err("18446744073709551616u").1, 0..21);
+        assert_eq!(err("0x8000000000000000").1, 0..18);
+        assert_eq!(p("-0x8000000000000000"), "-9223372036854775808");
+        assert_eq!(err("1e309").0, "double literal `1e309` is out of range");
+        assert_eq!(
+            err("1.").0,
+            "expected a field name, found the end of the expression"
+        );
+        assert_eq!(
+            err("1.5u").0,
+            "expected an operator or the end of the expression, found `u`"
+        );
+    }
+
+    #[test]
+    fn string_and_bytes_literals() {
+        assert_eq!(p(r#"'a' + "b""#), r#"(+ "a" "b")"#);
+        assert_eq!(p(r"'\x41\101\u0041\U00000041'"), r#""AAAA""#);
+        assert_eq!(p(r"b'\xff\377ÿ'"), "b[255, 255, 195, 191]");
+        assert_eq!(p(r"R'\d+'"), r#""\\d+""#);
+        assert_eq!(p(r"bR'\d'"), "b[92, 100]");
+        assert_eq!(p("'''multi\nline'''"), r#""multi\nline""#);
+        let (message, span) = err(r"'ab\qc'");
+        assert_eq!(message, r"invalid escape sequence `\q`");
+        assert_eq!(span, 3..5);
+        assert_eq!(err("'abc").1, 0..4);
+        assert_eq!(err("x + 'a\nb'").1, 4..6);
+    }
+
+    #[test]
+    fn identifiers_and_reserved_words() {
+        assert_eq!(p(".a.b"), "(. .a b)");
+        assert_eq!(p(". a . b"), "(. .a b)");
+        assert_eq!(p("a.as.if.while()"), "(call while on:(. (. a as) if))");
+        assert_eq!(p("a.`b-c`.`in`"), "(. (. a b-c) in)");
+        assert_eq!(p("true && false || null"), "(|| (&& true false) null)");
+        assert_eq!(p("_a1"), "_a1");
+        assert_eq!(p("index"), "index");
+        let (message, span) = err("1 + while");
+        assert_eq!(
+            message,
+            "reserved identifier `while` cannot be used as a name"
+        );
+        assert_eq!(span, 4..9);
+        assert!(err("in").0.contains("reserved identifier `in`"));
+        assert!(err(".true").0.contains("reserved identifier `true`"));
+        assert_eq!(err("a.true").0, "expected a field name, found `true`");
+        assert_eq!(
+            err("a.`b`()").0.as_str(),
+            "expected an operator or the end of the expression, found `(`"
+        );
+        assert!(err("`a`").0.starts_with("expected an expression"));
+    }
+
+    #[test]
+    fn calls() {
+        assert_eq!(p("f()"), "(call f)");
+        assert_eq!(p("f(a, b)"), "(call f a b)");
+        assert_eq!(p(".f(a)"), "(call .f a)");
+        assert_eq!(p("a.f(b).g()"), "(call g on:(call f on:a b))");
+        assert_eq!(p("base64.encode(x)"), "(call encode on:base64 x)");
+        assert_eq!(p("x.bind(a, b, c)"), "(call bind on:x a b c)");
+        assert_eq!(err("f(a,)").0, "expected an expression, found `)`");
+        assert_eq!(err("f(a b)").0, "expected `,` or `)`, found `b`");
+        assert_eq!(err("a.?f()").1, 4..5);
+    }
+
+    #[test]
+    fn aggregate_literals() {
+        assert_eq!(p("[]"), "[]");
+        assert_eq!(p("[1, ?a, 3,]"), "[1 ?a 3]");
+        assert_eq!(p("{}"), "{}");
+        assert_eq!(p("{'a': 1, ?b: c,}"), r#"{"a":1 ?b:c}"#);
+        assert_eq!(p("{a ? b : c: d}"), "{(?: a b c):d}");
+        assert_eq!(p("A{}"), "A{}");
+        assert_eq!(p("a.b.C{x: 1, ?`y-z`: 2,}"), "a.b.C{x:1 ?y-z:2}");
+        assert_eq!(p(".a.B{}.c"), "(. .a.B{} c)");
+        assert_eq!(p("M{as: 1}"), "M{as:1}");
+        assert_eq!(err("[,]").0, "expected an expression, found `,`");
+        assert_eq!(err("{1}").0, "expected `:`, found `}`");
+        assert_eq!(err("[1 2]").0, "expected `,` or `]`, found `2`");
+        assert!(err("a.?b{}").0.starts_with("message construction"));
+        assert!(err("a[0]{}").0.starts_with("message construction"));
+        assert!(err("a.`b`{}").0.starts_with("message construction"));
+        assert!(err("f(){}").0.starts_with("message construction"));
+    }
+
+    #[test]
+    fn optional_syntax() {
+        assert_eq!(p("a.?b"), "(.? a b)");
+        assert_eq!(p("a[?0]"), "([?] a 0)");
+        assert_eq!(p("a[ ? 0 ]"), "([?] a 0)");
+        assert_eq!(p("a ? b : c"), "(?: a b c)");
+        assert_eq!(p("a ?.b : c"), "(?: a .b c)");
+    }
+
+    #[test]
+    fn macros() {
+        assert_eq!(p("has(a.b)"), "(macro:has (. a b))");
+        assert_eq!(p("l.all(x, x > 0)"), "(macro:all l x (> x 0))");
+        assert_eq!(p("m.all(k, v, k < v)"), "(macro:all m k v (< k v))");
+        assert_eq!(p("l.exists(x, x)"), "(macro:exists l x x)");
+        assert_eq!(p("l.exists_one(x, x)"), "(macro:exists_one l x x)");
+        assert_eq!(p("l.existsOne(i, x, x)"), "(macro:exists_one l i x x)");
+        assert_eq!(p("l.map(x, x * 2)"), "(macro:map l x (* x 2))");
+        assert_eq!(p("l.map(x, x > 0, x)"), "(macro:map l x (> x 0) x)");
+        assert_eq!(p("l.filter(x, x)"), "(macro:filter l x x)");
+        assert_eq!(
+            p("l.transformList(i, v, v)"),
+            "(macro:transformList l i v v)"
+        );
+        assert_eq!(
+            p("m.transformMap(k, v, k != v, v)"),
+            "(macro:transformMap m k v (!= k v) v)"
+        );
+        assert_eq!(
+            p("m.transformMapEntry(k, v, {v: k})"),
+            "(macro:transformMapEntry m k v {v:k})"
+        );
+        assert_eq!(p("cel.bind(x, 1, x)"), "(macro:cel.bind x 1 x)");
+        assert_eq!(p("o.optMap(v, v)"), "(macro:optMap o v v)");
+        assert_eq!(p("o.optFlatMap(v, v)"), "(macro:optFlatMap o v v)");
+        assert_eq!(p("l.sortBy(e, -e)"), "(macro:sortBy l e (- e))");
+        assert_eq!(
+            p("cel.block([1, cel.index(0)], cel.index(1))"),
+            "(macro:cel.block [1 (call index on:cel 0)] (call index on:cel 1))"
+        );
+        assert_eq!(
+            p("l.all(cel.iterVar(1, 2), true)"),
+            "(macro:all l @it:1:2 true)"
+        );
+        // Not macros: wrong arity, wrong receiver, or global form.
+        assert_eq!(p("has(a.b, c)"), "(call has (. a b) c)");
+        assert_eq!(p("l.all(x)"), "(call all on:l x)");
+        assert_eq!(p("all(l, x, y)"), "(call all l x y)");
+        assert_eq!(p("x.bind(a, b, c)"), "(call bind on:x a b c)");
+        assert_eq!(p(".cel.bind(a, b, c)"), "(call bind on:.cel a b c)");
+        assert_eq!(p("l.filter(a, b, c)"), "(call filter on:l a b c)");
+    }
+
+    #[test]
+    fn macro_argument_errors() {
+        assert_eq!(
+            err("has(a)"),
+            (
+                "invalid argument to has() macro: expected a field selection such as `a.b`"
+                    .to_owned(),
+                4..5
+            )
+        );
+        assert!(err("has(a.?b)").0.starts_with("invalid argument to has()"));
+        assert_eq!(
+            err("l.all(x.y, true)"),
+            ("argument must be a simple name".to_owned(), 6..9)
+        );
+        assert_eq!(err("l.all(.x, true)").1, 6..8);
+        assert_eq!(err("cel.bind(1, 2, 3)").1, 9..10);
+        assert_eq!(err("l.all(k, k, true)").0, "duplicate variable name `k`");
+        assert!(err("cel.block(x, y)").0.starts_with("cel.block requires"));
+        assert!(
+            err("cel.block([?x], y)")
+                .0
+                .starts_with("cel.block requires")
+        );
+        assert!(
+            err("l.all(cel.iterVar(x, 1), true)")
+                .0
+                .contains("non-negative int literal")
+        );
+    }
+
+    #[test]
+    fn macros_can_be_disabled() {
+        let opts = ParseOptions {
+            macros: false,
+            ..ParseOptions::default()
+        };
+        let e = parse_with("has(a) && l.all(x.y, 1)", &opts).unwrap();
+        assert_eq!(sx(&e), "(&& (call has a) (call all on:l (. x y) 1))");
+    }
+
+    #[test]
+    fn spans() {
+        let e = parse("(a + b) * c.d").unwrap();
+        assert_eq!(e.span.range(), 0..13);
+        let ExprKind::Binary { lhs, rhs, .. } = &e.kind else {
+            panic!()
+        };
+        assert_eq!(lhs.span.range(), 1..6);
+        assert_eq!(rhs.span.range(), 10..13);
+        let ExprKind::Select { field, .. } = &rhs.kind else {
+            panic!()
+        };
+        assert_eq!(field.span.range(), 12..13);
+
+        let e = parse("  l.map(x, x)  ").unwrap();
+        assert_eq!(e.span.range(), 2..13);
+        let ExprKind::Macro(m) = &e.kind else {
+            panic!()
+        };
+        let Macro::Map { comp, .. } = &**m else {
+            panic!()
+        };
+        assert_eq!(comp.var.span.range(), 8..9);
+        assert_eq!(comp.range.span.range(), 2..3);
+
+        let e = parse("{?'k': v}").unwrap();
+        let ExprKind::Map(entries) = &e.kind else {
+            panic!()
+        };
+        assert_eq!(entries[0].span.range(), 1..8);
+
+        let e = parse("!-1").unwrap();
+        let ExprKind::Unary { operand, .. } = &e.kind else {
+            panic!()
+        };
+        assert_eq!(operand.span.range(), 1..3);
+        assert_eq!(parse(".f(1)").unwrap().span.range(), 0..5);
+    }
+
+    #[test]
+    fn error_messages_say_what_was_expected() {
+        let e = parse("a + ").unwrap_err();
+        assert_eq!(e.expected(), Some("an expression"));
+        assert_eq!(e.span.range(), 4..4);
+        let e = parse("a ? b").unwrap_err();
+        assert_eq!(e.expected(), Some("`:`"));
+        assert_eq!(
+            err("1 = 2").0,
+            "expected an operator or the end of the expression, found `=` (equality is `==`)"
+        );
+        assert_eq!(
+            err("a é").0,
+            "expected an operator or the end of the expression, found `é`"
+        );
+        assert_eq!(err("a\tb").1, 2..3);
+        assert_eq!(
+            err("").0,
+            "expected an expression, found the end of the expression"
+        );
+    }
+
+    #[test]
+    fn comments_and_whitespace() {
+        assert_eq!(p("a // c\n+ // d\r\n b // e"), "(+ a b)");
+        assert_eq!(p("\t\n\r\u{c} a"), "a");
+        assert!(parse("\u{b}a").is_err());
+    }
+
+    #[test]
+    fn length_limit() {
+        let opts = ParseOptions {
+            max_len: 5,
+            ..ParseOptions::default()
+        };
+        assert!(parse_with("1 + 2", &opts).is_ok());
+        let e = parse_with("1 + 23", &opts).unwrap_err();
+        assert_eq!(e.message, "expression is too long: 6 bytes, the limit is 5");
+    }
+}
