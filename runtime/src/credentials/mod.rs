@@ -287,7 +287,7 @@ mod double_option {
 }
 
 /// A created (or rotated-in) credential together with its token, which is shown only here.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IssuedCredential {
     /// The stored credential.
     pub credential: Credential,
@@ -296,7 +296,7 @@ pub struct IssuedCredential {
 }
 
 /// The result of a rotation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rotation {
     /// The old credential, now revoked or in its grace period.
     pub old: Credential,

@@ -220,6 +220,12 @@ impl CredentialService {
     }
 
     async fn record_refusal(&self, error: &AuthError, source: SocketAddr) {
+        tracing::info!(
+            code = error.code(),
+            credential = error.credential().map(CredentialId::as_str),
+            %source,
+            "agent session refused: {error}"
+        );
         let actor = Actor::new("agent", Some(source.to_string()));
         let record = NewAuditRecord::failed(
             &actor,

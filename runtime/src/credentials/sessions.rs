@@ -203,6 +203,7 @@ impl SessionRegistry {
                 },
             );
         }
+        tracing::info!(session = %info.id, %credential, %source, "agent session started");
         self.audit(
             NewAuditRecord::ok(
                 &Actor::new("agent", Some(source.to_string())),
@@ -270,6 +271,8 @@ impl SessionRegistry {
             }
         }
         killed.sort();
+        drop(inner);
+        tracing::info!(%credential, sessions = killed.len(), "closing sessions: {reason}");
         killed
     }
 
@@ -367,6 +370,7 @@ impl Drop for SessionHandle {
         let reason = info
             .and_then(|info| info.closing)
             .map_or_else(|| "closed".to_owned(), |reason| reason.to_string());
+        tracing::info!(session = %self.id, credential = %self.credential, "agent session ended: {reason}");
         self.registry.audit(
             NewAuditRecord::ok(
                 &Actor::new("agent", Some(self.source.to_string())),

@@ -30,7 +30,7 @@ pub(crate) const HASH_KEY_LEN: usize = 32;
 
 /// A freshly generated authtoken. It is returned exactly once, by create and rotate; nothing
 /// stores it.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Token(String);
 
