@@ -236,4 +236,122 @@ mod tests {
         let expected = map_value([(Key::Int(1), s("b"))]);
         assert!(values_equal(&m, &expected));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings rich in the characters the extensions treat specially.
+        fn text() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[a-c%.0-9:/?#@\\[\\]&=+; ©αé\u{1F600}\\\\\"\n]{0,24}")
+                .expect("valid regex")
+        }
+
+        fn ok(name: &str, target: Option<&Value>, args: &[Value]) -> Option<Value> {
+            call(name, target, args).expect("known function").ok()
+        }
+
+        fn as_str(v: &Value) -> &str {
+            match v {
+                Value::String(s) => s,
+                other => panic!("expected a string, got {other:?}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn format_never_panics(template in text(), n in any::<i64>(), d in any::<f64>()) {
+                let args = Value::list(vec![Value::Int(n), Value::Double(d), Value::string("x")]);
+                let target = Value::string(template.as_str());
+                match call("format", Some(&target), &[args]).expect("known function") {
+                    Ok(v) => prop_assert!(matches!(v, Value::String(_))),
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn split_then_join_round_trips(s in text(), sep in "[a%©]{1,2}") {
+                let target = Value::string(s.as_str());
+                let pieces = ok("split", Some(&target), &[Value::string(sep.as_str())])
+                    .expect("split succeeds");
+                let joined = ok("join", Some(&pieces), &[Value::string(sep.as_str())])
+                    .expect("join succeeds");
+                prop_assert_eq!(as_str(&joined), s.as_str());
+            }
+
+            #[test]
+            fn index_of_agrees_with_substring(s in text(), sub in "[a©%]{0,2}", from in -2i64..30) {
+                let target = Value::string(s.as_str());
+                let len = i64::try_from(s.chars().count()).expect("small");
+                let found = call("indexOf", Some(&target), &[Value::string(sub.as_str()), Value::Int(from)])
+                    .expect("known function");
+                if sub.is_empty() {
+                    // cel-go returns the offset unchecked for an empty needle.
+                    prop_assert!(matches!(found, Ok(Value::Int(i)) if i == from));
+                    return Ok(());
+                }
+                match found {
+                    Ok(Value::Int(-1)) => {}
+                    Ok(Value::Int(i)) => {
+                        let end = i + i64::try_from(sub.chars().count()).expect("small");
+                        let piece = ok("substring", Some(&target), &[Value::Int(i), Value::Int(end)])
+                            .expect("in range");
+                        prop_assert_eq!(as_str(&piece), sub.as_str());
+                        prop_assert!(i >= from);
+                    }
+                    Ok(other) => prop_assert!(false, "unexpected {:?}", other),
+                    Err(_) => prop_assert!(from < 0 || from >= len),
+                }
+            }
+
+            #[test]
+            fn replace_all_matches_std(s in text(), old in "[a%]{0,2}", new in "[b©]{0,2}") {
+                let target = Value::string(s.as_str());
+                let out = ok("replace", Some(&target), &[Value::string(old.as_str()), Value::string(new.as_str())])
+                    .expect("small output");
+                prop_assert_eq!(as_str(&out), s.replace(&old, &new));
+            }
+
+            #[test]
+            fn url_escape_round_trips(s in text()) {
+                let escaped = ok("url.escape", None, &[Value::string(s.as_str())]).expect("escape");
+                let back = ok("url.unescape", None, &[escaped]).expect("unescape");
+                prop_assert_eq!(as_str(&back), s.as_str());
+            }
+
+            #[test]
+            fn url_parse_and_query_decode_never_panic(s in text()) {
+                let v = Value::string(s.as_str());
+                for name in ["parseUrl", "decodeQueryString", "isURL", "isQueryString", "isJson", "unescapeUrl"] {
+                    if let Ok(result) = call(name, Some(&v), &[]).expect("known function") {
+                        prop_assert!(!matches!(result, Value::Null));
+                    }
+                }
+            }
+
+            #[test]
+            fn json_round_trips_strings(s in text()) {
+                let encoded = ok("json.encode", None, &[Value::string(s.as_str())]).expect("encode");
+                let decoded = ok("json.decode", None, &[encoded]).expect("decode");
+                prop_assert_eq!(as_str(&decoded), s.as_str());
+            }
+
+            #[test]
+            fn base64_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..32)) {
+                let encoded = ok("base64.encode", None, &[Value::bytes(bytes.clone())]).expect("encode");
+                let decoded = ok("base64.decode", None, &[encoded]).expect("decode");
+                prop_assert!(matches!(decoded, Value::Bytes(b) if *b == *bytes));
+            }
+
+            #[test]
+            fn quote_wraps_and_escapes(s in text()) {
+                let quoted = ok("strings.quote", None, &[Value::string(s.as_str())]).expect("quote");
+                let q = as_str(&quoted);
+                prop_assert!(q.starts_with('"') && q.ends_with('"') && q.len() >= 2);
+                prop_assert!(!q[1..q.len() - 1].contains('\n'));
+            }
+        }
+    }
 }
