@@ -34,7 +34,8 @@ pub struct CheckContext {
     /// unknown). `None` turns the "not set earlier" check off.
     pub vars: Option<BTreeMap<String, Type>>,
     /// `actions.ngrok.<ns>` namespaces of actions that may have run earlier in this phase
-    /// (`basic_auth`, `oidc`, …). `None` turns the "action has not run" check off.
+    /// (`basic_auth`, `oidc`, …; [`crate::env::result_namespace`] maps an action type to
+    /// its namespace). `None` turns the "action has not run" check off.
     pub actions_run: Option<BTreeSet<String>>,
     /// Variables that exist only in this field (for `http-request.retry_condition`:
     /// [`crate::env::RETRY_CONDITION_VARIABLES`]).

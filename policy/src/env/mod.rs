@@ -215,6 +215,26 @@ impl FnDef {
     }
 }
 
+/// The `actions.ngrok.<ns>` namespace where an action type (`basic-auth`) publishes its
+/// result variables (`basic_auth`), or `None` for actions without result variables
+/// (`deny`, `custom-response`, `circuit-breaker`, …). The namespace is the type with `-` → `_`,
+/// except `compress-response` → `compress` and `openid-connect` → `oidc` (spec §4).
+#[must_use]
+pub fn result_namespace(action_type: &str) -> Option<&'static str> {
+    let ns = match action_type {
+        "compress-response" => "compress",
+        "openid-connect" => "oidc",
+        other => {
+            let ns = other.replace('-', "_");
+            return VARIABLES
+                .iter()
+                .filter_map(VarDef::action_namespace)
+                .find(|n| *n == ns);
+        }
+    };
+    Some(ns)
+}
+
 /// `cookie`: a request or response cookie (`req.cookies[k][i]`, `getReqCookie(name)`).
 pub static COOKIE: ObjectDef = ObjectDef {
     name: "cookie",
@@ -424,6 +444,137 @@ mod tests {
             .map(|(_, f)| f.signature())
             .next();
         assert_eq!(sig.as_deref(), Some("inCidrRange(string, string) -> bool"));
+    }
+
+    #[test]
+    fn every_documented_function_is_in_the_table() {
+        // Spec §2.2 (macros `has`, `all`, `exists`, `exists_one`, `filter`, `map`, `sortBy`
+        // are syntax and checked by the checker).
+        let documented = [
+            "getReqHeader",
+            "hasReqHeader",
+            "getReqCookie",
+            "hasReqCookie",
+            "getQueryParam",
+            "hasQueryParam",
+            "getResHeader",
+            "hasResHeader",
+            "getResCookie",
+            "hasResCookie",
+            "inCidrRange",
+            "inCidrRanges",
+            "base64.decode",
+            "base64.encode",
+            "basic_auth.encode",
+            "size",
+            "hash.crc32",
+            "hash.crc64",
+            "hash.md5",
+            "hash.sha1",
+            "hash.sha256",
+            "hash.sha512",
+            "hash.xxhash64",
+            "md5",
+            "sha1",
+            "sha256",
+            "sha512",
+            "crc32",
+            "crc64",
+            "xxhash64",
+            "json.decode",
+            "json.encode",
+            "encodeJson",
+            "encodeQueryString",
+            "queryString.decode",
+            "queryString.encode",
+            "join",
+            "slice",
+            "flatten",
+            "sort",
+            "distinct",
+            "lists.range",
+            "rand.double",
+            "rand.int",
+            "secrets.get",
+            "matches",
+            "startsWith",
+            "endsWith",
+            "contains",
+            "charAt",
+            "indexOf",
+            "lastIndexOf",
+            "format",
+            "split",
+            "replace",
+            "substring",
+            "trim",
+            "reverse",
+            "lowerAscii",
+            "upperAscii",
+            "lower",
+            "upper",
+            "decodeBase64",
+            "encodeBase64",
+            "decodeJson",
+            "decodeQueryString",
+            "escapeUrl",
+            "unescapeUrl",
+            "url.escape",
+            "url.unescape",
+            "parseUrl",
+            "url.parse",
+            "isJson",
+            "isQueryString",
+            "isURL",
+            "isPrivateIp",
+            "strings.quote",
+            "getDate",
+            "getDayOfMonth",
+            "getDayOfWeek",
+            "getDayOfYear",
+            "getFullYear",
+            "getHours",
+            "getMinutes",
+            "getSeconds",
+            "getMilliseconds",
+            "getMonth",
+        ];
+        for name in documented {
+            assert!(Env::has_function(name), "missing {name}");
+        }
+    }
+
+    #[test]
+    fn function_rows_are_well_formed() {
+        for f in FUNCTIONS {
+            assert!(f.phases != PhaseSet::EMPTY, "{} has no phase", f.name);
+            if f.kind == FnKind::Member {
+                assert!(!f.params.is_empty(), "member {} has no receiver", f.name);
+            }
+            if f.kind != FnKind::Operator {
+                assert!(!f.doc.is_empty(), "{} has no doc", f.name);
+            }
+        }
+        // Overloads of one name and kind never repeat the same parameter list.
+        for (i, a) in FUNCTIONS.iter().enumerate() {
+            for b in &FUNCTIONS[i + 1..] {
+                assert!(
+                    !(a.name == b.name && a.kind == b.kind && a.params == b.params),
+                    "duplicate overload {}",
+                    a.signature()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn result_namespaces() {
+        assert_eq!(result_namespace("basic-auth"), Some("basic_auth"));
+        assert_eq!(result_namespace("compress-response"), Some("compress"));
+        assert_eq!(result_namespace("openid-connect"), Some("oidc"));
+        assert_eq!(result_namespace("terminate-tls"), Some("terminate_tls"));
+        assert_eq!(result_namespace("deny"), None);
+        assert_eq!(result_namespace("circuit-breaker"), None);
     }
 
     #[test]
