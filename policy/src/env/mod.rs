@@ -235,6 +235,46 @@ pub fn result_namespace(action_type: &str) -> Option<&'static str> {
     Some(ns)
 }
 
+/// The whole environment as JSON, for docs and editor tooling: `{"variables": [...],
+/// "functions": [...]}` with each entry's name, CEL type or signature, phases and doc.
+#[must_use]
+pub fn to_json() -> serde_json::Value {
+    let phases = |p: PhaseSet| -> Vec<&'static str> { p.iter().map(Phase::as_str).collect() };
+    let variables: Vec<serde_json::Value> = VARIABLES
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "type": v.ty.to_string(),
+                "phases": phases(v.phases),
+                "documented": v.status == VarStatus::Documented,
+                "doc": v.doc,
+            })
+        })
+        .collect();
+    let functions: Vec<serde_json::Value> = FUNCTIONS
+        .iter()
+        .filter(|f| f.kind != FnKind::Operator)
+        .map(|f| {
+            let origin = match f.origin {
+                FnOrigin::Standard => "standard",
+                FnOrigin::Ngrok => "ngrok",
+                FnOrigin::Extension(lib) => lib,
+                FnOrigin::Undocumented => "undocumented",
+            };
+            serde_json::json!({
+                "name": f.name,
+                "member": f.kind == FnKind::Member,
+                "signature": f.signature(),
+                "phases": phases(f.phases),
+                "origin": origin,
+                "doc": f.doc,
+            })
+        })
+        .collect();
+    serde_json::json!({ "variables": variables, "functions": functions })
+}
+
 /// `cookie`: a request or response cookie (`req.cookies[k][i]`, `getReqCookie(name)`).
 pub static COOKIE: ObjectDef = ObjectDef {
     name: "cookie",
@@ -321,6 +361,27 @@ impl Env {
     #[must_use]
     pub fn variable_id(name: &str) -> Option<VarId> {
         ENV.vars.get(name).copied()
+    }
+
+    /// Resolves a dotted name given as segments (`["req", "url", "path", "x"]`) to the
+    /// variable named by its longest prefix, with the number of segments that prefix covers
+    /// (the rest are field selections on the variable's value). `conn.client_ip` and
+    /// `conn.client_ip.geo.location.city` are both variables, so the longest match wins, as
+    /// in CEL's resolution of qualified names.
+    #[must_use]
+    pub fn resolve<S: AsRef<str>>(segments: &[S]) -> Option<(VarId, usize)> {
+        let mut name = String::new();
+        let mut best = None;
+        for (i, seg) in segments.iter().enumerate() {
+            if i > 0 {
+                name.push('.');
+            }
+            name.push_str(seg.as_ref());
+            if let Some(id) = Env::variable_id(&name).filter(|id| Env::var(*id).is_addressable()) {
+                best = Some((id, i + 1));
+            }
+        }
+        best
     }
 
     /// The variable with id `id`.
@@ -565,6 +626,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn resolve_takes_the_longest_prefix() {
+        let name = |segs: &[&str]| Env::resolve(segs).map(|(id, n)| (Env::var(id).name, n));
+        assert_eq!(name(&["conn", "client_ip"]), Some(("conn.client_ip", 2)));
+        assert_eq!(
+            name(&["conn", "client_ip", "geo", "location", "city"]),
+            Some(("conn.client_ip.geo.location.city", 5))
+        );
+        assert_eq!(
+            name(&["req", "url", "path", "x"]),
+            Some(("req.url.path", 3))
+        );
+        assert_eq!(name(&["vars", "a", "b"]), Some(("vars", 1)));
+        assert_eq!(name(&["req"]), None);
+        assert_eq!(name(&["nope", "x"]), None);
+    }
+
+    #[test]
+    fn json_dump_lists_everything() {
+        let j = to_json();
+        let vars = j["variables"].as_array().map_or(0, Vec::len);
+        assert_eq!(vars, VARIABLES.len());
+        let first = &j["variables"][0];
+        assert_eq!(first["name"], "conn.bytes_in");
+        assert_eq!(first["type"], "int");
+        let starts = j["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["name"] == "startsWith");
+        assert_eq!(
+            starts.map(|f| f["signature"].clone()),
+            Some(serde_json::json!("string.startsWith(string) -> bool"))
+        );
     }
 
     #[test]
