@@ -14,8 +14,13 @@
 //! The semantics follow cel-go's extension libraries (strings v3+ with the v2 `format`
 //! implementation, lists v3, math v2, encoders, network, optionals); the cel-spec conformance
 //! corpus is the arbiter where the two differ. The macros of these libraries (`cel.bind`,
-//! `optMap`, `optFlatMap`, `sortBy`, two-variable comprehensions) belong to the core; `sortBy`
-//! expands to the `@sortByAssociatedKeys` member function implemented here.
+//! `optMap`, `optFlatMap`, `sortBy`, two-variable comprehensions) belong to the core. Every
+//! function here is strict (its arguments are evaluated first); cel-go short-circuits
+//! `opt.or(…)` and `opt.orValue(…)` on a present optional, which is the caller's to do.
+//!
+//! Files: `strings`, `lists`, `math`, `encoders`, `network`, `optionals` (cel-go's libraries)
+//! and `ngrok` (the Traffic Policy functions that need no request). Every function that builds
+//! a value checks its size against a cap first, so no input makes one allocate without bound.
 
 mod encoders;
 mod lists;
