@@ -12,7 +12,8 @@
 //!   are escaped), `unescapeUrl`/`url.unescape` is `url.QueryUnescape`.
 //! - `parseUrl`/`url.parse` give a map with the keys `scheme`, `opaque`, `username`,
 //!   `password`, `host`, `hostname`, `port`, `path`, `raw_query`, `query` (a map of lists, as
-//!   `decodeQueryString` gives) and `fragment`, all strings except `query`.
+//!   `decodeQueryString` gives; empty when the raw query does not parse) and `fragment`, all
+//!   strings except `query`.
 //! - `isURL` is true when the text parses and has both a scheme and a host.
 //! - `inCidrRange` errors on an invalid IP address (only an invalid CIDR is documented to give
 //!   `false`); IPv4-mapped IPv6 addresses match IPv4 ranges, as in Go's `net.IPNet`.
