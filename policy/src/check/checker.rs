@@ -1048,6 +1048,26 @@ impl Checker<'_> {
     /// Literal arguments that can never convert (`duration('1x')`) and CIDR lists with
     /// invalid entries.
     fn literal_argument_lints(&mut self, name: &str, args: &[&Expr]) {
+        let timestamp_accessor = matches!(
+            name,
+            "getDate"
+                | "getDayOfMonth"
+                | "getDayOfWeek"
+                | "getDayOfYear"
+                | "getFullYear"
+                | "getMonth"
+                | "getHours"
+                | "getMinutes"
+                | "getSeconds"
+                | "getMilliseconds"
+        );
+        if let (true, [tz]) = (timestamp_accessor, args) {
+            if let ExprKind::Literal(Literal::String(s)) = &tz.kind {
+                if let Some(err) = lints::time_zone_error(s) {
+                    self.error(codes::INVALID_LITERAL_ARGUMENT, tz.span, err, None);
+                }
+            }
+        }
         let string_lit = |e: &Expr| match &e.kind {
             ExprKind::Literal(Literal::String(s)) => Some(s.clone()),
             _ => None,

@@ -32,6 +32,22 @@ pub(super) fn literal_argument_error(function: &str, s: &str) -> Option<String> 
     })
 }
 
+/// Why `tz`, the time zone argument of a timestamp accessor (`getHours('Europe/Paris')`), is
+/// not valid, if it is not: CEL accepts IANA names and `[±]HH:MM` offsets.
+pub(super) fn time_zone_error(tz: &str) -> Option<String> {
+    let b = tz.strip_prefix(['+', '-']).unwrap_or(tz).as_bytes();
+    let offset = b.len() == 5
+        && b[..2].iter().all(u8::is_ascii_digit)
+        && b[2] == b':'
+        && b[3..].iter().all(u8::is_ascii_digit);
+    if offset || jiff::tz::db().get(tz).is_ok() {
+        return None;
+    }
+    Some(format!(
+        "`{tz}` is not an IANA time zone such as `America/Los_Angeles` or a UTC offset such as `-08:00`"
+    ))
+}
+
 /// Go `time.ParseDuration` syntax, as CEL's `duration()` accepts: an optional sign, then
 /// numbers with units (`h`, `m`, `s`, `ms`, `us`, `µs`, `ns`), or `0`.
 fn is_duration(s: &str) -> bool {
@@ -203,6 +219,16 @@ mod tests {
         assert_eq!(literal_argument_error("ip", "::1"), None);
         assert_eq!(literal_argument_error("int", "42"), None);
         assert_eq!(literal_argument_error("size", "x"), None);
+    }
+
+    #[test]
+    fn time_zones() {
+        assert_eq!(time_zone_error("America/Los_Angeles"), None);
+        assert_eq!(time_zone_error("UTC"), None);
+        assert_eq!(time_zone_error("+05:30"), None);
+        assert_eq!(time_zone_error("02:00"), None);
+        assert!(time_zone_error("PST8").is_some());
+        assert!(time_zone_error("Mars/Olympus").is_some());
     }
 
     #[test]

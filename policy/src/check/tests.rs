@@ -668,6 +668,18 @@ fn literal_arguments_are_validated() {
         vec![]
     );
     assert_eq!(
+        req("timestamp(time.now).getHours('Europe/Pariss') > 8"),
+        vec![(
+            codes::INVALID_LITERAL_ARGUMENT,
+            "'Europe/Pariss'".to_owned(),
+            "`Europe/Pariss` is not an IANA time zone such as `America/Los_Angeles` or a UTC offset such as `-08:00`".to_owned()
+        )]
+    );
+    assert_eq!(
+        req("timestamp(time.now).getHours('Europe/Paris') > 8"),
+        vec![]
+    );
+    assert_eq!(
         req("inCidrRange(conn.client_ip, '10.0.0.0/33')"),
         vec![(
             codes::INVALID_CIDR,
