@@ -10,6 +10,7 @@ use wicket_grammar::ast::{
 };
 
 use super::{CheckContext, Checked, Expected, codes, lints, suggest};
+use crate::Phase;
 use crate::diagnostic::{ExprIssue, Severity};
 use crate::env::{Env, FnDef, FnKind, FnOrigin, Type, TypeSpec, VARIABLES, VarDef, VarStatus};
 
@@ -538,7 +539,10 @@ impl Checker<'_> {
             );
         }
         if let (Some(ns), Some(ran)) = (var.action_namespace(), &self.ctx.actions_run) {
-            if !ran.contains(ns) {
+            // `terminate-tls` runs in `on_tcp_connect`; its results describe the connection and
+            // are read in the later phases (see `crate::env::VARIABLES`).
+            let connection_level = ns == "terminate_tls" && phase != Phase::TcpConnect;
+            if !ran.contains(ns) && !connection_level {
                 self.warn(
                     codes::ACTION_RESULT_BEFORE_ACTION,
                     span,

@@ -484,6 +484,14 @@ fn vars_and_action_results_are_tracked() {
     );
     ctx.actions_run = Some(BTreeSet::from(["basic_auth".to_owned()]));
     assert_eq!(check_source(src, &ctx, Expected::Bool).issues, vec![]);
+    // `terminate-tls` ran in `on_tcp_connect`; its results are read later.
+    let tls = "actions.ngrok.terminate_tls.client.subject != ''";
+    assert_eq!(check_source(tls, &ctx, Expected::Bool).issues, vec![]);
+    ctx.phase = Phase::TcpConnect;
+    assert_eq!(
+        check_source(tls, &ctx, Expected::Bool).issues[0].code,
+        codes::ACTION_RESULT_BEFORE_ACTION
+    );
 }
 
 #[test]
