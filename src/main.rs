@@ -1,6 +1,8 @@
 //! The `wicket` command-line interface. Each subcommand lives in its own module under
 //! `src/cmd/`; `main` only parses arguments and maps results to exit codes.
 
+mod cmd;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,14 +19,34 @@ struct Cli {
 enum Command {
     /// Print version information.
     Version,
+    /// Check traffic policy files and agent configs.
+    Lint(cmd::lint::LintArgs),
+    /// Print the JSON Schema of traffic policy files.
+    Schema,
+    /// Rewrite traffic policy files canonically.
+    Fmt(cmd::fmt::FmtArgs),
 }
+
+/// Exit status for usage and I/O errors (clap also uses 2).
+const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Version => {
             println!("wicket {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            Ok(true)
+        }
+        Command::Lint(args) => cmd::lint::run(&args).map(|o| o == cmd::lint::Outcome::Clean),
+        Command::Schema => cmd::schema::run().map(|()| true),
+        Command::Fmt(args) => cmd::fmt::run(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

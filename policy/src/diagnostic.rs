@@ -65,3 +65,60 @@ pub struct ExprIssue {
     /// How to fix it.
     pub help: Option<String>,
 }
+
+impl Diagnostic {
+    /// A diagnostic for `code` at `span` of `file`; severity and ngrok code come from the
+    /// code table.
+    #[must_use]
+    pub fn new(
+        code: crate::codes::Code,
+        file: FileId,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            code: code.code,
+            ngrok_code: code.ngrok,
+            severity: code.severity,
+            message: message.into(),
+            primary: Label {
+                file,
+                span,
+                message: None,
+            },
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
+    /// Adds a help line.
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds a message to the primary label.
+    #[must_use]
+    pub fn with_primary_message(mut self, message: impl Into<String>) -> Self {
+        self.primary.message = Some(message.into());
+        self
+    }
+
+    /// Adds a secondary label.
+    #[must_use]
+    pub fn with_label(mut self, file: FileId, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            file,
+            span,
+            message: Some(message.into()),
+        });
+        self
+    }
+
+    /// Whether this is an error.
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}

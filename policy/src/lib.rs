@@ -9,3 +9,14 @@ pub mod diagnostic;
 pub mod env;
 
 pub use diagnostic::{Diagnostic, ExprIssue, FileId, Label, Severity};
+
+pub mod codes;
+pub mod format;
+pub mod jsonschema;
+pub mod lint;
+pub mod lints;
+pub mod model;
+pub mod render;
+pub mod source;
+pub mod suggest;
+pub mod yaml;
