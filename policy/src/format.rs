@@ -117,7 +117,7 @@ fn plain(s: &str) -> Node {
     }
 }
 
-/// Structural equality by meaning (typed scalars, order of entries).
+/// Structural equality by meaning (typed scalars; map entries in any order).
 fn same(a: &Node, b: &Node) -> bool {
     match (&a.kind, &b.kind) {
         (NodeKind::Scalar(x), NodeKind::Scalar(y)) => match (x.typed(), y.typed()) {
@@ -130,8 +130,7 @@ fn same(a: &Node, b: &Node) -> bool {
         (NodeKind::Map(x), NodeKind::Map(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+                    .all(|(k1, v1)| y.iter().any(|(k2, v2)| same(k1, k2) && same(v1, v2)))
         }
         _ => false,
     }
@@ -231,11 +230,18 @@ fn scalar(s: &Scalar) -> String {
     if s.style == Style::Plain && !v.contains('\n') {
         return if v.is_empty() { "''".into() } else { v.clone() };
     }
-    if !v.contains('\n') && !v.contains('\r') && !v.chars().any(char::is_control) {
-        if s.style == Style::DoubleQuoted && !v.contains('\'') {
-            return serde_json::to_string(v).unwrap_or_else(|_| single(v));
+    if !v.chars().any(char::is_control) {
+        // Pick the quote style that needs no escaping; else keep the author's.
+        let has_single = v.contains('\'');
+        let has_double = v.contains('"') || v.contains('\\');
+        let double = match (has_single, has_double) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => s.style == Style::DoubleQuoted,
+        };
+        if !double {
+            return single(v);
         }
-        return single(v);
     }
     serde_json::to_string(v).unwrap_or_else(|_| single(v))
 }
