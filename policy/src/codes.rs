@@ -1,6 +1,8 @@
 //! Every diagnostic code the loader and the rule lints emit, as data: the stable code, its
-//! severity, the matching ngrok error code and a short name. The CEL checker's codes (`E04xx`,
-//! `W04xx`) live beside the checker.
+//! severity, the matching ngrok error code and a short name. Numbering: `E00xx`/`W00xx`
+//! document and file, `E01xx`/`W01xx` phases, rules and rule lints, `E02xx` actions and config
+//! fields, `E05xx` rule-level errors. The CEL checker's codes (`E03xx`, `W03xx`) live in
+//! [`crate::check::codes`].
 
 use crate::diagnostic::Severity;
 
@@ -66,10 +68,9 @@ codes! {
     CO_REQUIRED = "E0215", Error, Some(2240), "co-required-field", "a field needs another one that is missing";
     BAD_VALUE = "E0216", Error, Some(2204), "bad-value", "a config value is invalid";
     BAD_HEADER = "E0217", Error, Some(2204), "bad-header", "a header name is invalid or may not be changed";
-    BAD_TEMPLATE = "E0218", Error, Some(2224), "bad-template", "a `${…}` template is malformed";
-    UNREACHABLE_ACTION = "E0301", Error, Some(2207), "unreachable-action", "an action follows a terminating action in the same rule";
-    FALLS_THROUGH = "E0302", Error, Some(2235), "policy-falls-through", "a cloud endpoint policy can end without a terminating action";
-    MULTIPLE_AI_GATEWAYS = "E0303", Error, Some(2266), "multiple-ai-gateways", "more than one `ai-gateway` action";
+    UNREACHABLE_ACTION = "E0501", Error, Some(2207), "unreachable-action", "an action follows a terminating action in the same rule";
+    FALLS_THROUGH = "E0502", Error, Some(2235), "policy-falls-through", "a cloud endpoint policy can end without a terminating action";
+    MULTIPLE_AI_GATEWAYS = "E0503", Error, Some(2266), "multiple-ai-gateways", "more than one `ai-gateway` action";
     LEGACY_PHASES = "W0001", Warning, None, "legacy-phases", "legacy `inbound`/`outbound` phases";
     LEGACY_FIELD = "W0002", Warning, None, "legacy-field", "a legacy field name";
     UNDOCUMENTED_FIELD = "W0003", Warning, None, "undocumented-field", "a field used in doc examples but absent from the reference";
@@ -78,6 +79,7 @@ codes! {
     UNKNOWN_ENUM_VALUE = "W0006", Warning, None, "unknown-enum-value", "a value outside the documented list";
     EMPTY_POLICY = "W0007", Warning, Some(2235), "empty-policy", "the policy has no rules";
     AGENT_CONFIG = "W0008", Warning, None, "agent-config", "a questionable agent config entry";
+    SINGLE_VALUE_LIST = "W0010", Warning, None, "single-value-list", "a single value where a list is expected";
     PLACEHOLDER = "W0009", Warning, None, "placeholder", "a value is a placeholder to fill in before deploying";
     UNREACHABLE_RULE = "W0101", Warning, None, "unreachable-rule", "a rule follows a rule that always terminates";
     DENY_LIST_ONLY = "W0102", Warning, Some(393), "deny-list-only", "`restrict-ips` with only a deny list";

@@ -9,6 +9,8 @@ mod validate;
 
 use std::time::Duration;
 
+use wicket_grammar::Expr;
+
 pub use validate::{legacy_phase as legacy_phase_of, validate_policy};
 
 use crate::diagnostic::{FileId, Span};
@@ -37,12 +39,26 @@ pub struct RuleOrigin {
 }
 
 /// A CEL source text (an expression, a template or a whole-CEL field) and its place in the file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CelSource {
     /// The decoded text.
     pub source: String,
     /// The YAML scalar's span (quotes included).
     pub span: Span,
+    /// The parsed expression, for conditions and whole-CEL fields that parse (`None` for
+    /// templates, which the compiler parses with `wicket_grammar::template`).
+    pub expr: Option<Expr>,
+}
+
+impl CelSource {
+    /// Whether this is a condition that is always true (`true`, `1 == 1`, `x || true`).
+    #[must_use]
+    pub fn always_true(&self) -> bool {
+        self.expr
+            .as_ref()
+            .and_then(crate::check::fold_constant)
+            .unwrap_or(false)
+    }
 }
 
 /// A config value, typed by the field table.
@@ -150,10 +166,10 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Whether the rule matches every request: no expressions, or only literal `true`.
+    /// Whether the rule matches every request: no expressions, or only constant-true ones.
     #[must_use]
     pub fn always_matches(&self) -> bool {
-        self.expressions.iter().all(|e| e.source.trim() == "true")
+        self.expressions.iter().all(CelSource::always_true)
     }
 
     /// The first action that always terminates, if any.

@@ -1,7 +1,7 @@
 //! Validation of a policy document tree against the document model and the action table.
 //! Every problem becomes a [`Diagnostic`]; validation never stops at the first one.
 
-use super::cel::{self, CelKind};
+use super::cel::{self, CelKind, CelResult, Scope};
 use super::duration::parse_duration;
 use super::schema::{self, ActionSpec, ActionStatus, Field, FieldStatus, Required, Ty};
 use super::{
@@ -9,9 +9,10 @@ use super::{
 };
 use crate::codes::{self, Code};
 use crate::diagnostic::{Diagnostic, FileId, Label, Span};
+use crate::env::Type;
 use crate::phase::Phase;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, NodeKind, Typed};
+use crate::yaml::{Node, NodeKind, Scalar, Typed};
 
 /// Validates the policy document `root` (a phase map) of `file` (whose text is `text`) and
 /// returns the checked policy; problems are appended to `diags`.
@@ -33,6 +34,7 @@ pub fn validate_policy(
             ..CheckedPolicy::default()
         },
         endpoint,
+        scope: Scope::new(Phase::HttpRequest),
     };
     v.document(root);
     v.policy
@@ -44,6 +46,8 @@ struct Validator<'a> {
     diags: &'a mut Vec<Diagnostic>,
     policy: CheckedPolicy,
     endpoint: Option<&'a str>,
+    /// What earlier actions of the current phase made available to CEL.
+    scope: Scope,
 }
 
 const RULE_KEYS: &[&str] = &["name", "expressions", "actions"];
@@ -156,6 +160,7 @@ impl Validator<'_> {
 
     /// Returns whether the phase holds at least one rule.
     fn phase(&mut self, phase: Phase, node: &Node) -> bool {
+        self.scope = Scope::new(phase);
         let rules = match &node.kind {
             NodeKind::Seq(rules) => rules,
             NodeKind::Scalar(s) if matches!(s.typed(), Typed::Null) => return false,
@@ -225,7 +230,7 @@ impl Validator<'_> {
                         );
                     }
                 },
-                Some("expressions") => self.expressions(phase, value, &mut expressions),
+                Some("expressions") => self.expressions(value, &mut expressions),
                 Some("actions") => {
                     has_actions = true;
                     self.actions(phase, key.span, value, &mut actions);
@@ -283,7 +288,7 @@ impl Validator<'_> {
         });
     }
 
-    fn expressions(&mut self, phase: Phase, node: &Node, out: &mut Vec<CelSource>) {
+    fn expressions(&mut self, node: &Node, out: &mut Vec<CelSource>) {
         let items: Vec<&Node> = match &node.kind {
             NodeKind::Seq(items) => items.iter().collect(),
             NodeKind::Scalar(s) if matches!(s.typed(), Typed::Null) => Vec::new(),
@@ -307,21 +312,14 @@ impl Validator<'_> {
         };
         for item in items {
             match item.as_scalar() {
-                Some(s) if matches!(s.typed(), Typed::Str(_)) => {
-                    self.cel(CelKind::Condition, item, phase);
+                Some(s) if matches!(s.typed(), Typed::Str(_) | Typed::Bool(_)) => {
+                    let r = self.cel(CelKind::Condition, item);
                     out.push(CelSource {
                         source: s.value.clone(),
                         span: item.span,
+                        expr: r.expr,
                     });
                 }
-                Some(s) if matches!(s.typed(), Typed::Bool(true)) => out.push(CelSource {
-                    source: "true".into(),
-                    span: item.span,
-                }),
-                Some(s) if matches!(s.typed(), Typed::Bool(false)) => out.push(CelSource {
-                    source: "false".into(),
-                    span: item.span,
-                }),
                 _ => {
                     let found = item.kind_name();
                     let mut help = "quote the expression".to_owned();
@@ -340,9 +338,10 @@ impl Validator<'_> {
     }
 
     /// Runs the CEL checker on the string scalar `node` and maps its issues into the file.
-    fn cel(&mut self, kind: CelKind, node: &Node, phase: Phase) {
-        let Some(src) = node.as_str() else { return };
-        for issue in cel::check(kind, src, phase) {
+    fn cel(&mut self, kind: CelKind, node: &Node) -> CelResult {
+        let src = node.as_str().unwrap_or_default();
+        let mut result = cel::check(kind, src, &self.scope);
+        for issue in std::mem::take(&mut result.issues) {
             let span = node.map_span(self.text, issue.span);
             let labels = issue
                 .labels
@@ -367,6 +366,7 @@ impl Validator<'_> {
                 help: issue.help,
             });
         }
+        result
     }
 
     fn actions(&mut self, phase: Phase, key_span: Span, node: &Node, out: &mut Vec<Action>) {
@@ -488,7 +488,7 @@ impl Validator<'_> {
             match key.as_str() {
                 Some("type") => {}
                 Some("config") => {
-                    config = self.config(spec, phase, value);
+                    config = self.config(spec, value);
                 }
                 Some(other) => {
                     let msg = format!("unknown key `{other}` in a `{type_name}` action");
@@ -511,6 +511,9 @@ impl Validator<'_> {
         if node.get("config").is_none() {
             self.missing_required(spec.fields, &[], type_node.span, type_name);
         }
+        if let Some(ns) = spec.result_ns {
+            self.scope.actions_run.insert(ns.to_owned());
+        }
         Some(Action {
             spec,
             config,
@@ -519,12 +522,12 @@ impl Validator<'_> {
         })
     }
 
-    fn config(&mut self, spec: &'static ActionSpec, phase: Phase, node: &Node) -> Value {
+    fn config(&mut self, spec: &'static ActionSpec, node: &Node) -> Value {
         if matches!(node.as_scalar().map(|s| s.typed()), Some(Typed::Null)) {
             self.missing_required(spec.fields, &[], node.span, spec.name);
             return Value::Map(Vec::new());
         }
-        let ctx = Ctx { spec, phase };
+        let ctx = Ctx { spec };
         let value = self.object(&ctx, spec.fields, node, spec.name);
         if let Value::Map(entries) = &value {
             self.action_rules(&ctx, entries, node);
@@ -815,10 +818,11 @@ impl Validator<'_> {
                     }
                 }
                 if matches!(ty, Ty::Template { .. }) {
-                    self.cel(CelKind::Template, node, ctx.phase);
+                    self.cel(CelKind::Template, node);
                     Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     })
                 } else {
                     Value::Str(s.to_owned())
@@ -829,14 +833,15 @@ impl Validator<'_> {
                     return Value::Null;
                 };
                 let kind = if matches!(ty, Ty::BoolExpr) {
-                    CelKind::BoolField
+                    CelKind::RetryCondition
                 } else {
                     CelKind::AnyField
                 };
-                self.cel(kind, node, ctx.phase);
+                self.cel(kind, node);
                 Value::Expr(CelSource {
                     source: s.to_owned(),
                     span: node.span,
+                    expr: None,
                 })
             }
             Ty::Enum(allowed) | Ty::OpenEnum(allowed) => {
@@ -918,10 +923,11 @@ impl Validator<'_> {
                     return Value::Null;
                 };
                 if *template && cel::has_interpolation(s) {
-                    self.cel(CelKind::Template, node, ctx.phase);
+                    self.cel(CelKind::Template, node);
                     return Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     });
                 }
                 if is_placeholder(s) {
@@ -938,6 +944,7 @@ impl Validator<'_> {
                     Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     })
                 } else {
                     Value::Str(s.to_owned())
@@ -948,10 +955,11 @@ impl Validator<'_> {
                     return Value::Null;
                 };
                 if *template && cel::has_interpolation(s) {
-                    self.cel(CelKind::Template, node, ctx.phase);
+                    self.cel(CelKind::Template, node);
                     return Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     });
                 }
                 if let Err(e) = regex::Regex::new(s) {
@@ -967,6 +975,7 @@ impl Validator<'_> {
                     Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     })
                 } else {
                     Value::Str(s.to_owned())
@@ -977,10 +986,11 @@ impl Validator<'_> {
                     return Value::Null;
                 };
                 if cel::has_interpolation(s) {
-                    self.cel(CelKind::Template, node, ctx.phase);
+                    self.cel(CelKind::Template, node);
                     return Value::Template(CelSource {
                         source: s.to_owned(),
                         span: node.span,
+                        expr: None,
                     });
                 }
                 let ok = s.parse::<ipnet::IpNet>().is_ok() || s.parse::<std::net::IpAddr>().is_ok();
@@ -1010,6 +1020,18 @@ impl Validator<'_> {
                 unique,
             } => {
                 let Some(items) = node.as_seq() else {
+                    // The docs show a single PEM block where the reference says "list of PEM".
+                    if path.ends_with(".mutual_tls_certificate_authorities")
+                        && matches!(node.as_scalar().map(Scalar::typed), Some(Typed::Str(_)))
+                    {
+                        self.help(
+                            codes::SINGLE_VALUE_LIST,
+                            node.span,
+                            format!("`{path}` should be a list; the single value is read as a one-element list"),
+                            "write it as a list item: `- |` followed by the PEM block",
+                        );
+                        return Value::List(vec![self.value(ctx, item, node, path)]);
+                    }
                     return self.wrong_type(node, path, "a list");
                 };
                 self.count(items.len(), *min, *max, node.span, path, "entries");
@@ -1078,8 +1100,8 @@ impl Validator<'_> {
                 };
                 self.value(ctx, pick, node, path)
             }
-            Ty::Any => self.any(ctx, node),
-            Ty::SetVars => self.set_vars(ctx, node, path),
+            Ty::Any => self.any(node),
+            Ty::SetVars => self.set_vars(node, path),
         }
     }
 
@@ -1139,7 +1161,7 @@ impl Validator<'_> {
         }
     }
 
-    fn any(&mut self, ctx: &Ctx, node: &Node) -> Value {
+    fn any(&mut self, node: &Node) -> Value {
         match &node.kind {
             NodeKind::Scalar(s) => match s.typed() {
                 Typed::Null => Value::Null,
@@ -1148,15 +1170,16 @@ impl Validator<'_> {
                 Typed::Float(x) => Value::Float(x),
                 Typed::Str(text) => {
                     if cel::has_interpolation(text) {
-                        self.cel(CelKind::Template, node, ctx.phase);
+                        self.cel(CelKind::Template, node);
                     }
                     Value::Template(CelSource {
                         source: text.to_owned(),
                         span: node.span,
+                        expr: None,
                     })
                 }
             },
-            NodeKind::Seq(items) => Value::List(items.iter().map(|i| self.any(ctx, i)).collect()),
+            NodeKind::Seq(items) => Value::List(items.iter().map(|i| self.any(i)).collect()),
             NodeKind::Map(entries) => {
                 self.duplicate_keys(entries);
                 Value::Map(
@@ -1165,7 +1188,7 @@ impl Validator<'_> {
                         .map(|(k, v)| Entry {
                             key: k.as_str().unwrap_or_default().to_owned(),
                             key_span: k.span,
-                            value: self.any(ctx, v),
+                            value: self.any(v),
                         })
                         .collect(),
                 )
@@ -1173,7 +1196,7 @@ impl Validator<'_> {
         }
     }
 
-    fn set_vars(&mut self, ctx: &Ctx, node: &Node, path: &str) -> Value {
+    fn set_vars(&mut self, node: &Node, path: &str) -> Value {
         let Some(items) = node.as_seq() else {
             self.help(
                 codes::BAD_SET_VARS,
@@ -1207,7 +1230,23 @@ impl Validator<'_> {
                             "use letters, digits and `_`, starting with a letter",
                         );
                     }
-                    let value = self.any(ctx, v);
+                    let (value, ty) = match v.as_scalar().map(Scalar::typed) {
+                        Some(Typed::Str(text)) if cel::has_interpolation(text) => {
+                            let r = self.cel(CelKind::Template, v);
+                            let source = CelSource {
+                                source: text.to_owned(),
+                                span: v.span,
+                                expr: None,
+                            };
+                            (Value::Template(source), r.ty)
+                        }
+                        _ => {
+                            let value = self.any(v);
+                            let ty = literal_type(&value);
+                            (value, ty)
+                        }
+                    };
+                    self.scope.vars.insert(name.to_owned(), ty);
                     out.push(Value::Map(vec![Entry {
                         key: name.to_owned(),
                         key_span: k.span,
@@ -1230,7 +1269,6 @@ impl Validator<'_> {
 
 struct Ctx {
     spec: &'static ActionSpec,
-    phase: Phase,
 }
 
 /// The phase a legacy key maps to: `outbound` → `on_http_response`; `inbound` →
@@ -1280,6 +1318,32 @@ pub(crate) fn is_placeholder(s: &str) -> bool {
         || lower.contains("{your")
         || s.contains("...")
         || s.split_whitespace().count() > 2
+}
+
+/// The CEL type of a literal YAML value (`dyn` where it varies).
+fn literal_type(v: &Value) -> Type {
+    let elem = |items: &mut dyn Iterator<Item = &Value>| {
+        let mut tys = items.map(literal_type);
+        let first = tys.next().unwrap_or(Type::Dyn);
+        if tys.all(|t| t == first) {
+            first
+        } else {
+            Type::Dyn
+        }
+    };
+    match v {
+        Value::Null => Type::Null,
+        Value::Bool(_) => Type::Bool,
+        Value::Int(_) => Type::Int,
+        Value::Float(_) => Type::Double,
+        Value::Str(_) | Value::Template(_) => Type::String,
+        Value::List(items) => Type::List(Box::new(elem(&mut items.iter()))),
+        Value::Map(entries) => Type::Map(
+            Box::new(Type::String),
+            Box::new(elem(&mut entries.iter().map(|e| &e.value))),
+        ),
+        Value::Expr(_) | Value::Duration(_) => Type::Dyn,
+    }
 }
 
 fn quoted_list(items: &[&str]) -> String {
