@@ -9,7 +9,7 @@ use wicket_grammar::ast::{
     BinaryOp, Comprehension, Expr, ExprKind, Ident, Literal, Macro, UnaryOp,
 };
 
-use super::{CheckContext, Checked, Expected, codes, lints, suggest};
+use super::{CheckContext, Checked, Expected, Resolution, Resolved, codes, lints, suggest};
 use crate::Phase;
 use crate::diagnostic::{ExprIssue, Severity};
 use crate::env::{Env, FnDef, FnKind, FnOrigin, Type, TypeSpec, VARIABLES, VarDef, VarStatus};
@@ -54,6 +54,7 @@ pub(super) fn check(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Chec
         issues: Vec::new(),
         scopes: Vec::new(),
         blocks: Vec::new(),
+        resolutions: Vec::new(),
     };
     let ty = c.expr(expr, 0);
     if expected == Expected::Bool {
@@ -90,7 +91,13 @@ pub(super) fn check(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Chec
     }
     let mut issues = c.issues;
     issues.sort_by_key(|i| (i.span.start, i.span.end));
-    Checked { ty, issues }
+    let mut resolutions = c.resolutions;
+    resolutions.sort_by_key(|r| (r.span.start, r.span.end));
+    Checked {
+        ty,
+        issues,
+        resolutions,
+    }
 }
 
 fn not_bool_help(ty: &Type) -> Option<String> {
@@ -118,10 +125,12 @@ struct Checker<'a> {
     scopes: Vec<(String, Type)>,
     /// Binding types of enclosing `cel.block`s, innermost last.
     blocks: Vec<Vec<Type>>,
+    /// Names and calls resolved so far.
+    resolutions: Vec<Resolution>,
 }
 
 /// A resolved dotted name.
-struct Resolved<'v> {
+struct PrefixMatch<'v> {
     var: &'v VarDef,
     /// How many segments of the chain the variable covers.
     segments: usize,
@@ -347,7 +356,7 @@ impl Checker<'_> {
     }
 
     /// Resolves the longest prefix of `segs` that names a variable.
-    fn resolve_prefix(&self, segs: &[(&str, Span)]) -> Option<Resolved<'static>> {
+    fn resolve_prefix(&self, segs: &[(&str, Span)]) -> Option<PrefixMatch<'static>> {
         let mut name = String::new();
         let mut best = None;
         for (i, (seg, _)) in segs.iter().enumerate() {
@@ -356,7 +365,7 @@ impl Checker<'_> {
             }
             name.push_str(seg);
             if let Some(var) = self.lookup_var(&name) {
-                best = Some(Resolved {
+                best = Some(PrefixMatch {
                     var,
                     segments: i + 1,
                 });
@@ -519,8 +528,16 @@ impl Checker<'_> {
         t
     }
 
-    /// Phase availability, documentation status and earlier-action checks for a variable use.
-    fn check_var_use(&mut self, var: &VarDef, span: Span) {
+    /// Phase availability, documentation status and earlier-action checks for a variable use;
+    /// records the resolution.
+    fn check_var_use(&mut self, var: &'static VarDef, span: Span) {
+        self.resolutions.push(Resolution {
+            span,
+            target: Resolved::Variable {
+                id: Env::variable_id(var.name).filter(|id| std::ptr::eq(Env::var(*id), var)),
+                name: var.name,
+            },
+        });
         let phase = self.ctx.phase;
         if !var.phases.contains(phase) {
             self.error(
@@ -703,12 +720,17 @@ impl Checker<'_> {
                         );
                     }
                 }
+                let name = if op == BinaryOp::And { "_&&_" } else { "_||_" };
+                self.record_operator(name, e.span);
                 Type::Bool
             }
             BinaryOp::Eq | BinaryOp::Ne => {
                 self.cidr_compare(op, lhs, rhs, &lt);
                 self.cidr_compare(op, rhs, lhs, &rt);
-                if !equality_ok(&lt, &rt) {
+                if equality_ok(&lt, &rt) {
+                    let name = if op == BinaryOp::Eq { "_==_" } else { "_!=_" };
+                    self.record_operator(name, e.span);
+                } else {
                     self.no_overload(op.as_str(), &[lt, rt], e.span, &[lhs, rhs]);
                 }
                 Type::Bool
@@ -740,6 +762,16 @@ impl Checker<'_> {
                 self.overload(name, FnKind::Operator, &[lt, rt], e.span, &[lhs, rhs])
             }
         }
+    }
+
+    /// Records the (generic) overloads of an operator checked outside the overload tables
+    /// (`&&`, `||`, `==`, `!=`).
+    fn record_operator(&mut self, name: &str, span: Span) {
+        let ids: Vec<_> = Env::functions(name).map(|(id, _)| id).collect();
+        self.resolutions.push(Resolution {
+            span,
+            target: Resolved::Overloads(ids),
+        });
     }
 
     /// `!x in list` parses as `(!x) in list`: explain on the `!` operand's error.
@@ -1142,13 +1174,21 @@ impl Checker<'_> {
         exprs: &[&Expr],
     ) -> Type {
         let mut matched: Vec<(&'static FnDef, Type)> = Vec::new();
-        for (_, f) in Env::functions(name) {
+        let mut ids = Vec::new();
+        for (id, f) in Env::functions(name) {
             if f.kind != kind {
                 continue;
             }
             if let Some(result) = match_overload(f, types) {
                 matched.push((f, result));
+                ids.push(id);
             }
+        }
+        if !ids.is_empty() {
+            self.resolutions.push(Resolution {
+                span,
+                target: Resolved::Overloads(ids),
+            });
         }
         if matched.is_empty() {
             if types.iter().any(|t| matches!(t, Type::Error)) {

@@ -20,7 +20,7 @@ use wicket_grammar::{Expr, Span};
 
 use crate::Phase;
 use crate::diagnostic::{ExprIssue, Severity};
-use crate::env::{Type, VarDef};
+use crate::env::{FnId, Type, VarDef, VarId};
 
 pub use fold::fold_constant;
 pub use suggest::{closest, edit_distance};
@@ -73,6 +73,34 @@ pub struct Checked {
     pub ty: Type,
     /// Errors and warnings, in source order.
     pub issues: Vec<ExprIssue>,
+    /// What each environment name and each call or operator resolved to, by the span of its
+    /// node, in source order: the compiler's name and overload resolution.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// The resolution of one node: see [`Checked::resolutions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    /// The span of the node: the `Select`/`Ident` naming the variable (its last segment ends
+    /// the variable name), or the whole call or operator expression.
+    pub span: Span,
+    /// What it resolved to.
+    pub target: Resolved,
+}
+
+/// What a node resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// An environment variable.
+    Variable {
+        /// Its id, `None` for a field-specific variable ([`CheckContext::extra_variables`]).
+        id: Option<VarId>,
+        /// Its name.
+        name: &'static str,
+    },
+    /// A call or operator: the overloads that accept the argument types (one unless some
+    /// argument is `dyn`, in which case the choice is made at run time).
+    Overloads(Vec<FnId>),
 }
 
 /// Type-checks `expr` in `ctx`, expecting a value of kind `expected`.
@@ -126,6 +154,7 @@ pub fn check_source(src: &str, ctx: &CheckContext, expected: Expected) -> Checke
             Checked {
                 ty: Type::Error,
                 issues: vec![issue],
+                resolutions: Vec::new(),
             }
         }
     }
@@ -183,10 +212,12 @@ pub fn check_template_value(src: &str, ctx: &CheckContext) -> Checked {
             return Checked {
                 ty: Type::Error,
                 issues: vec![issue],
+                resolutions: Vec::new(),
             };
         }
     };
     let mut issues = Vec::new();
+    let mut resolutions = Vec::new();
     let mut ty = Type::String;
     for part in template.parts() {
         if let TemplatePart::Expr { expr, .. } = part {
@@ -195,6 +226,7 @@ pub fn check_template_value(src: &str, ctx: &CheckContext) -> Checked {
                 ty = checked.ty;
             }
             issues.extend(checked.issues);
+            resolutions.extend(checked.resolutions);
         }
     }
     for issue in &mut issues {
@@ -202,7 +234,11 @@ pub fn check_template_value(src: &str, ctx: &CheckContext) -> Checked {
             issue.ngrok_code = Some(NGROK_INVALID_TEMPLATE);
         }
     }
-    Checked { ty, issues }
+    Checked {
+        ty,
+        issues,
+        resolutions,
+    }
 }
 
 #[cfg(test)]

@@ -747,3 +747,46 @@ fn deep_expressions_do_not_overflow_the_stack() {
         }
     }
 }
+
+#[test]
+fn names_and_overloads_are_resolved() {
+    let src = "req.url.path.startsWith('/a') && conn.client_ip.geo.location.city == x.y";
+    let checked = check_source(src, &CheckContext::new(Phase::HttpRequest), Expected::Bool);
+    let shown: Vec<(String, String)> = checked
+        .resolutions
+        .iter()
+        .map(|r| {
+            let what = match &r.target {
+                Resolved::Variable { name, id } => {
+                    assert_eq!(id.map(|id| crate::env::Env::var(id).name), Some(*name));
+                    (*name).to_owned()
+                }
+                Resolved::Overloads(ids) => ids
+                    .iter()
+                    .map(|id| crate::env::Env::function(*id).signature())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            };
+            (src[r.span.range()].to_owned(), what)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("req.url.path".to_owned(), "req.url.path".to_owned()),
+            (
+                "req.url.path.startsWith('/a')".to_owned(),
+                "string.startsWith(string) -> bool".to_owned()
+            ),
+            (src.to_owned(), "_&&_(bool, bool) -> bool".to_owned()),
+            (
+                "conn.client_ip.geo.location.city".to_owned(),
+                "conn.client_ip.geo.location.city".to_owned()
+            ),
+            (
+                "conn.client_ip.geo.location.city == x.y".to_owned(),
+                "_==_(A, A) -> bool".to_owned()
+            ),
+        ]
+    );
+}

@@ -38,7 +38,7 @@ impl PhaseSet {
     /// Every phase.
     pub const ALL: PhaseSet = PhaseSet(15);
     /// The phases that have a request (`req.*`): request, response and event-stream phases
-    /// (an event-stream message belongs to a response of a request **[inferred]**).
+    /// (an event-stream message belongs to a response of a request (inferred)).
     pub const HTTP: PhaseSet = PhaseSet(2 | 4 | 8);
     /// The phases that have a response (`res.*`): response and event-stream phases.
     pub const RESPONSE: PhaseSet = PhaseSet(4 | 8);

@@ -7,7 +7,7 @@
 //! but the element types they describe ([`COOKIE`](super::COOKIE), [`EXTENSION`](super::EXTENSION))
 //! carry the same fields. `actions.ngrok.terminate_tls.*` exists in every phase: `terminate-tls`
 //! runs only in `on_tcp_connect` and its results describe the connection, like `conn.tls.*`
-//! (docs examples read them in `on_http_request`) **[inferred]**. Types follow the docs (`int32`/`int64` → `int`, `object` →
+//! (docs examples read them in `on_http_request`) (inferred). Types follow the docs (`int32`/`int64` → `int`, `object` →
 //! `map(string, dyn)`, `array_of_objects` → `list(map(string, dyn))`).
 
 use super::types::TypeSpec;
