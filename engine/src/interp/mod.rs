@@ -112,7 +112,9 @@ impl Activation for EmptyActivation {
 /// Resource limits of one evaluation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Maximum nesting of expression evaluation (AST depth plus nested comprehensions).
+    /// Maximum nesting of expression evaluation (the depth of the AST path being evaluated,
+    /// plus `cel.block` bindings evaluated on demand). The default, 300, is above the parser's
+    /// nesting limit and fits a 2 MiB thread stack in unoptimised builds.
     pub max_depth: usize,
     /// Maximum total number of comprehension iterations.
     pub max_iterations: u64,
@@ -128,7 +130,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_depth: 200,
+            max_depth: 300,
             max_iterations: 1_000_000,
             max_collection_len: 1_000_000,
             max_string_len: 16 * 1024 * 1024,
