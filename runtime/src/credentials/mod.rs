@@ -27,7 +27,7 @@
 //! ACL, source CIDRs and session cap) linked to the old one (`rotated_from` / `rotated_to`). The
 //! old credential gets `expires_at = now + grace`; it keeps working until then and is refused
 //! afterwards, whether or not [`CredentialStore::expire_graces`] has run yet. That call (run
-//! periodically by the edge, see [`CredentialService::spawn_grace_expiry`]) marks expired
+//! periodically by the edge, see [`CredentialService::spawn_maintenance`]) marks expired
 //! credentials revoked and writes their audit records; the service then closes their sessions.
 //! A grace of zero revokes the old credential immediately. Separate rows keep the audit trail,
 //! last-used times and live sessions attributable to exactly one token.
@@ -44,7 +44,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use acl::{Acl, AclDenied, AclError, AclRule, EndpointUrl, MAX_ACL_RULES, Scheme};
@@ -217,7 +217,7 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, StoreError> {
 
 /// Serialises CIDR lists as strings.
 mod cidr_list {
-    use ipnet::IpNet;
+    pub use ipnet::IpNet;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
@@ -239,7 +239,7 @@ mod cidr_list {
 
 /// Serialises optional CIDR lists as strings.
 mod cidr_list_opt {
-    use ipnet::IpNet;
+    pub use ipnet::IpNet;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(

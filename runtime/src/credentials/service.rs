@@ -315,8 +315,48 @@ impl CredentialService {
         Ok(expired)
     }
 
-    /// Runs [`CredentialService::expire_graces`] every `period` until the task is aborted.
-    pub fn spawn_grace_expiry(&self, period: Duration) -> JoinHandle<()> {
+    /// Closes live sessions whose credential the store reports revoked (or past its grace)
+    /// although this edge did not revoke it, e.g. `wicket tokens revoke --data-dir` run
+    /// directly against the database, or another edge sharing it. Returns the credentials
+    /// whose sessions were closed.
+    pub async fn enforce_revocations(&self) -> Result<Vec<CredentialId>, StoreError> {
+        let mut live: Vec<CredentialId> = self
+            .sessions
+            .list()
+            .into_iter()
+            .filter(|s| s.closing.is_none())
+            .map(|s| s.credential_id)
+            .collect();
+        live.sort();
+        live.dedup();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Timestamp::now();
+        let revoked = self
+            .blocking(move |store| {
+                let mut revoked = Vec::new();
+                for id in live {
+                    match store.get(&id) {
+                        Ok(c) if c.status(now) != CredentialStatus::Revoked => {}
+                        Ok(_) | Err(StoreError::NotFound(_)) => revoked.push(id),
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(revoked)
+            })
+            .await?;
+        for id in &revoked {
+            self.sessions
+                .kill_credential(id, KillReason::CredentialRevoked);
+        }
+        Ok(revoked)
+    }
+
+    /// Every `period` until the task is aborted: runs [`CredentialService::expire_graces`] and
+    /// [`CredentialService::enforce_revocations`]. One second keeps revocations made outside
+    /// this edge's admin API within about a second.
+    pub fn spawn_maintenance(&self, period: Duration) -> JoinHandle<()> {
         let service = self.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
@@ -325,6 +365,9 @@ impl CredentialService {
                 ticker.tick().await;
                 if let Err(error) = service.expire_graces().await {
                     tracing::error!(%error, "failed to expire rotated credentials");
+                }
+                if let Err(error) = service.enforce_revocations().await {
+                    tracing::error!(%error, "failed to check live sessions for revocations");
                 }
             }
         })
@@ -411,6 +454,38 @@ mod tests {
             svc.authenticate(&token, addr("127.0.0.1:1")).await,
             Err(AuthError::Revoked(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn revocation_outside_the_service_is_enforced_on_live_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path());
+        let issued = svc
+            .store()
+            .create(NewCredential::default(), &admin())
+            .unwrap();
+        let other = svc
+            .store()
+            .create(NewCredential::default(), &admin())
+            .unwrap();
+        let (_, mut session) = svc
+            .connect(issued.token.expose(), addr("127.0.0.1:1"))
+            .await
+            .unwrap();
+        let (_, other_session) = svc
+            .connect(other.token.expose(), addr("127.0.0.1:1"))
+            .await
+            .unwrap();
+        assert!(svc.enforce_revocations().await.unwrap().is_empty());
+        // Another connection to the same database (the CLI with `--data-dir`) revokes.
+        let cli = SqliteStore::open(dir.path()).unwrap();
+        cli.revoke(&issued.credential.id, &admin()).unwrap();
+        assert_eq!(
+            svc.enforce_revocations().await.unwrap(),
+            [issued.credential.id.clone()]
+        );
+        assert_eq!(session.killed().await, KillReason::CredentialRevoked);
+        assert_eq!(other_session.kill_reason(), None);
     }
 
     #[tokio::test]

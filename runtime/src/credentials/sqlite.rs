@@ -67,6 +67,24 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
 ];
 
+/// What a successful change adds to its audit record.
+#[derive(Debug, Default)]
+struct Note {
+    /// The target, when it is only known after the change (the id of a created credential).
+    target: Option<String>,
+    /// A detail message.
+    detail: Option<String>,
+}
+
+impl Note {
+    fn detail(detail: String) -> Self {
+        Self {
+            target: None,
+            detail: Some(detail),
+        }
+    }
+}
+
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -140,15 +158,16 @@ impl SqliteStore {
         actor: &Actor,
         action: AuditAction,
         target: Option<&CredentialId>,
-        change: impl FnOnce(&Transaction<'_>) -> Result<(T, Option<String>), StoreError>,
+        change: impl FnOnce(&Transaction<'_>) -> Result<(T, Note), StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock()?;
         let target_text = target.map(ToString::to_string);
         let outcome: Result<T, StoreError> = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (value, detail) = change(&tx)?;
-            let mut record = NewAuditRecord::ok(actor, action, target_text.clone());
-            record.detail = detail;
+            let (value, note) = change(&tx)?;
+            let target = note.target.or_else(|| target_text.clone());
+            let mut record = NewAuditRecord::ok(actor, action, target);
+            record.detail = note.detail;
             insert_audit(&tx, &record)?;
             tx.commit()?;
             Ok(value)
@@ -189,8 +208,11 @@ impl CredentialStore for SqliteStore {
                 rotated_to: None,
             };
             insert_credential(tx, &credential, &self.hasher.hash(token.expose()))?;
-            let detail = format!("created `{}`", credential.id);
-            Ok((IssuedCredential { credential, token }, Some(detail)))
+            let note = Note {
+                target: Some(credential.id.to_string()),
+                detail: None,
+            };
+            Ok((IssuedCredential { credential, token }, note))
         })
     }
 
@@ -265,7 +287,7 @@ impl CredentialStore for SqliteStore {
             } else {
                 format!("changed {}", changed.join(", "))
             };
-            Ok((credential, Some(detail)))
+            Ok((credential, Note::detail(detail)))
         })
     }
 
@@ -326,7 +348,7 @@ impl CredentialStore for SqliteStore {
                         token,
                     },
                 },
-                Some(detail),
+                Note::detail(detail),
             ))
         })
     }
@@ -346,7 +368,7 @@ impl CredentialStore for SqliteStore {
                 "UPDATE credentials SET revoked_at = ?2 WHERE id = ?1",
                 params![id.as_str(), now.as_millis()],
             )?;
-            Ok((credential, None))
+            Ok((credential, Note::default()))
         })
     }
 
