@@ -25,6 +25,12 @@ enum Command {
     Schema,
     /// Rewrite traffic policy files canonically.
     Fmt(cmd::fmt::FmtArgs),
+    /// Manage fleet credentials (authtokens).
+    Tokens(cmd::tokens::TokensArgs),
+    /// List or disconnect live agent sessions.
+    Sessions(cmd::sessions::SessionsArgs),
+    /// Read the audit log.
+    Audit(cmd::audit::AuditArgs),
 }
 
 /// Exit status for usage and I/O errors (clap also uses 2).
@@ -40,6 +46,9 @@ fn main() -> ExitCode {
         Command::Lint(args) => cmd::lint::run(&args).map(|o| o == cmd::lint::Outcome::Clean),
         Command::Schema => cmd::schema::run().map(|()| true),
         Command::Fmt(args) => cmd::fmt::run(&args),
+        Command::Tokens(args) => cmd::tokens::run(&args).map(|()| true),
+        Command::Sessions(args) => cmd::sessions::run(&args).map(|()| true),
+        Command::Audit(args) => cmd::audit::run(&args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,8 +1,11 @@
 //! Subcommands.
 
+pub mod audit;
 pub mod fmt;
 pub mod lint;
 pub mod schema;
+pub mod sessions;
+pub mod tokens;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
