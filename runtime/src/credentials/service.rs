@@ -482,7 +482,7 @@ mod tests {
         cli.revoke(&issued.credential.id, &admin()).unwrap();
         assert_eq!(
             svc.enforce_revocations().await.unwrap(),
-            [issued.credential.id.clone()]
+            std::slice::from_ref(&issued.credential.id)
         );
         assert_eq!(session.killed().await, KillReason::CredentialRevoked);
         assert_eq!(other_session.kill_reason(), None);
