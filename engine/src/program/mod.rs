@@ -1,0 +1,441 @@
+//! The compiled, immutable policy ([`Program`]) and what evaluating it yields ([`Outcome`]).
+//!
+//! `Program::eval` walks the candidate rules of a phase in document order: rules whose guard
+//! (a conjunct on an input actions cannot change during the phase) rules them out are skipped
+//! through per-phase indexes, so the result is exactly that of a linear reading. A runtime CEL
+//! error ends the phase closed with [`Decision::Error`] naming the rule.
+
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wicket_grammar::Expr;
+use wicket_policy::Phase;
+
+use crate::actions::{self, Action, Flow};
+use crate::error::EvalError;
+pub use crate::eval::Scratch;
+use crate::eval::{self, Node, StrField};
+use crate::value::{MapValue, Value};
+pub use view::{OwnedRequest, RequestView};
+
+/// What the runtime must do with the request or connection after a phase.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing terminated the phase: go on (to the upstream, or the next phase).
+    Continue,
+    /// `deny`: answer with this status and no body (TCP: close the connection).
+    Deny {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// `custom-response`: answer with this response (then run `on_http_response` on it).
+    Respond {
+        /// The HTTP status.
+        status: u16,
+        /// Response headers.
+        headers: Arc<[(Arc<str>, Arc<str>)]>,
+        /// The body.
+        body: Arc<str>,
+    },
+    /// `redirect`: answer with a redirect.
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// The `Location` header.
+        location: Arc<str>,
+        /// Extra response headers.
+        headers: Arc<[(Arc<str>, Arc<str>)]>,
+    },
+    /// An authentication failure or limit: answer with this status and headers
+    /// (`basic-auth` 401 with `www-authenticate`, `restrict-ips` 403, `rate-limit` 429 with
+    /// `retry-after`).
+    Reject {
+        /// The HTTP status.
+        status: u16,
+        /// Response headers.
+        headers: Arc<[(Arc<str>, Arc<str>)]>,
+        /// The ngrok error code, when the spec names one (`ERR_NGROK_3203`).
+        code: Option<&'static str>,
+    },
+    /// `close-connection` (or a TCP-phase deny): drop the connection.
+    CloseConnection,
+    /// `forward-internal`: hand the request or connection to an internal endpoint.
+    Forward {
+        /// The internal endpoint URL.
+        url: Arc<str>,
+        /// With `on_error: continue`, a failed forward resumes evaluation after this action
+        /// ([`Program::resume`]).
+        resume_on_error: Option<Resume>,
+    },
+    /// An action that needs I/O (`oauth`, `openid-connect`, `jwt-validation`, `verify-webhook`,
+    /// `http-request`, `terminate-tls`, `circuit-breaker`): the runtime carries it out, records
+    /// its result variables with [`Scratch::set_action_result`] and calls [`Program::resume`]
+    /// unless the action terminated the request.
+    External {
+        /// The action type.
+        kind: Arc<str>,
+        /// Its config as written.
+        config: Arc<crate::compile::ir::ConfigValue>,
+        /// Where to resume.
+        resume: Resume,
+    },
+    /// A runtime error (a CEL error, an interpolation failure): end the request with an error
+    /// response naming the rule (fail closed).
+    Error {
+        /// The rule (`name`, or `on_http_request[2]`).
+        rule: Arc<str>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Decision {
+    /// Whether the phase ended here.
+    #[must_use]
+    pub fn terminates(&self) -> bool {
+        !matches!(self, Decision::Continue)
+    }
+}
+
+/// Where to resume evaluation after an external action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The phase.
+    pub phase: Phase,
+    /// The rule index in the phase.
+    pub rule: u32,
+    /// The index of the next action of that rule.
+    pub action: u32,
+}
+
+/// A pass-through effect for the runtime to apply, in order.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// `add-headers`: append (replace for `host`) a header.
+    AddHeader {
+        /// Lower-case name.
+        name: Arc<str>,
+        /// Value.
+        value: Arc<str>,
+    },
+    /// `remove-headers`: remove every value of a header.
+    RemoveHeader {
+        /// Lower-case name.
+        name: Arc<str>,
+    },
+    /// `url-rewrite`: the request goes upstream with this URL.
+    RewriteUrl {
+        /// The new absolute URL.
+        url: Arc<str>,
+    },
+    /// `log`: a structured event for the request log.
+    Log {
+        /// The metadata map.
+        metadata: Value,
+    },
+    /// `compress-response`: negotiate compression with these algorithms.
+    CompressResponse {
+        /// The algorithms, in preference order.
+        algorithms: Arc<[Arc<str>]>,
+    },
+}
+
+/// The result of evaluating one phase.
+#[derive(Debug)]
+pub struct Outcome<'s> {
+    /// How the phase ended.
+    pub decision: Decision,
+    /// The pass-through effects, in order.
+    pub effects: &'s [Effect],
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub label: Arc<str>,
+    /// The conjunction of the rule's expressions.
+    pub cond: Node,
+    /// The expressions as written (desugared), for the reference reading and `--explain`.
+    pub exprs: Vec<Expr>,
+    pub actions: Vec<Action>,
+}
+
+/// Per-phase rule indexes.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Rules without a guard.
+    pub always: Vec<u32>,
+    /// Exact-value guards per field.
+    pub exact: Vec<(StrField, FieldIndex)>,
+    /// Path-prefix guards: prefix lengths present and the rules per prefix.
+    pub prefix: Option<(Vec<usize>, FieldIndex)>,
+}
+
+/// The rules guarded on one field.
+#[derive(Debug, Default)]
+pub(crate) struct FieldIndex {
+    pub map: HashMap<Box<str>, Vec<u32>>,
+    /// Every rule guarded on this field (candidates when the field is absent).
+    pub all: Vec<u32>,
+}
+
+impl Index {
+    pub(crate) fn is_trivial(&self) -> bool {
+        self.exact.is_empty() && self.prefix.is_none()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PhaseProgram {
+    pub rules: Vec<Rule>,
+    pub index: Index,
+}
+
+/// A compiled policy: immutable, `Send + Sync`, shared by all workers.
+#[derive(Debug)]
+pub struct Program {
+    pub(crate) phases: [PhaseProgram; 4],
+    pub(crate) shared: Arc<actions::Shared>,
+}
+
+fn phase_index(phase: Phase) -> usize {
+    match phase {
+        Phase::TcpConnect => 0,
+        Phase::HttpRequest => 1,
+        Phase::HttpResponse => 2,
+        Phase::EventStreamMessage => 3,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Compiled,
+    Reference,
+}
+
+/// CEL `&&` over the values of a rule's expressions: false wins over errors.
+fn reference_match<V: RequestView + ?Sized>(
+    exprs: &[Expr],
+    view: &V,
+    st: &Scratch,
+) -> Result<bool, EvalError> {
+    let mut error = None;
+    for e in exprs {
+        match eval::eval_value(e, view, st) {
+            Ok(Value::Bool(true)) => {}
+            Ok(Value::Bool(false)) => return Ok(false),
+            Ok(_) => {
+                error.get_or_insert(EvalError::NoMatchingOverload {
+                    function: "_&&_".to_owned(),
+                });
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    error.map_or(Ok(true), Err)
+}
+
+impl Program {
+    /// The number of rules of `phase`.
+    #[must_use]
+    pub fn rule_count(&self, phase: Phase) -> usize {
+        self.phases[phase_index(phase)].rules.len()
+    }
+
+    /// Evaluates `phase` for a request.
+    pub fn eval<'s, V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        scratch.reset();
+        let decision = self.run(phase, view, scratch, 0, 0, Mode::Compiled);
+        Outcome {
+            decision,
+            effects: &scratch.effects,
+        }
+    }
+
+    /// Evaluates `phase` by the plain reading of the policy: every rule in order, each
+    /// expression through the reference interpreter, no index. The oracle for the compiled
+    /// evaluation ([`Program::eval`] must give the same outcome).
+    pub fn eval_reference<'s, V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        scratch.reset();
+        let decision = self.run(phase, view, scratch, 0, 0, Mode::Reference);
+        Outcome {
+            decision,
+            effects: &scratch.effects,
+        }
+    }
+
+    /// Continues a phase after an external action ([`Decision::External`]) or a failed
+    /// `forward-internal` with `on_error: continue`. Effects produced before the suspension are
+    /// kept in `scratch` and included in the outcome.
+    pub fn resume<'s, V: RequestView + ?Sized>(
+        &self,
+        at: Resume,
+        view: &V,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        scratch.candidates.clear();
+        let decision = self.run(at.phase, view, scratch, at.rule, at.action, Mode::Compiled);
+        Outcome {
+            decision,
+            effects: &scratch.effects,
+        }
+    }
+
+    fn candidates<V: RequestView + ?Sized>(
+        index: &Index,
+        view: &V,
+        st: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) {
+        out.extend_from_slice(&index.always);
+        for (field, fi) in &index.exact {
+            match eval::read_str(*field, view, st) {
+                Some(value) => {
+                    if let Some(rules) = fi.map.get(value) {
+                        out.extend_from_slice(rules);
+                    }
+                }
+                None => out.extend_from_slice(&fi.all),
+            }
+        }
+        if let Some((lens, fi)) = &index.prefix {
+            if let Some(path) = eval::read_str(StrField::Path, view, st) {
+                for &len in lens {
+                    if len > path.len() {
+                        break;
+                    }
+                    if let Some(p) = path.get(..len) {
+                        if let Some(rules) = fi.map.get(p) {
+                            out.extend_from_slice(rules);
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    fn run<V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        st: &mut Scratch,
+        start_rule: u32,
+        start_action: u32,
+        mode: Mode,
+    ) -> Decision {
+        let ph = &self.phases[phase_index(phase)];
+        let indexed = mode == Mode::Compiled && !ph.index.is_trivial();
+        let mut cands = std::mem::take(&mut st.candidates);
+        if indexed {
+            cands.clear();
+            Self::candidates(&ph.index, view, st, &mut cands);
+        }
+        let count = if indexed { cands.len() } else { ph.rules.len() };
+        let mut decision = Decision::Continue;
+        for i in 0..count {
+            let r = if indexed { cands[i] } else { i as u32 };
+            if r < start_rule {
+                continue;
+            }
+            let Some(rule) = ph.rules.get(r as usize) else {
+                continue;
+            };
+            let first_action = if r == start_rule && start_action > 0 {
+                start_action as usize
+            } else {
+                let matched = match mode {
+                    Mode::Compiled => eval::eval_bool(&rule.cond, view, st),
+                    Mode::Reference => reference_match(&rule.exprs, view, st),
+                };
+                match matched {
+                    Ok(true) => 0,
+                    Ok(false) => continue,
+                    Err(e) => {
+                        decision = Decision::Error {
+                            rule: rule.label.clone(),
+                            message: format!("expression failed: {e}"),
+                        };
+                        break;
+                    }
+                }
+            };
+            let mut stop = false;
+            for (a, action) in rule.actions.iter().enumerate().skip(first_action) {
+                let resume = Resume {
+                    phase,
+                    rule: r,
+                    action: u32::try_from(a + 1).unwrap_or(u32::MAX),
+                };
+                match actions::run(action, &self.shared, view, st, resume) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop(d)) => {
+                        decision = d;
+                        stop = true;
+                        break;
+                    }
+                    Err(e) => {
+                        decision = Decision::Error {
+                            rule: rule.label.clone(),
+                            message: format!("action `{}` failed: {e}", action.kind()),
+                        };
+                        stop = true;
+                        break;
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        st.candidates = cands;
+        decision
+    }
+}
+
+impl Scratch {
+    /// The `vars.*` set during the last evaluation.
+    #[must_use]
+    pub fn vars(&self) -> &MapValue {
+        &self.vars
+    }
+
+    /// The result variables (`actions.ngrok.<ns>`) recorded during the last evaluation.
+    #[must_use]
+    pub fn action_results(&self) -> &[(&'static str, Value)] {
+        &self.results
+    }
+
+    /// Records the result variables of an external action before [`Program::resume`].
+    pub fn set_action_result(&mut self, namespace: &'static str, value: Value) {
+        self.set_result(namespace, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Program>();
+        fn send<T: Send>() {}
+        send::<Scratch>();
+    }
+}
