@@ -18,7 +18,7 @@ use crate::error::EvalError;
 use crate::eval::iptable::{IpTable, parse_policy_cidr};
 use crate::eval::{Scratch, StrField, UrlParts, eval_value, read_str};
 use crate::program::view::RequestView;
-use crate::program::{Decision, Effect, Resume};
+use crate::program::{Decision, Effect, HeaderList, Resume};
 use crate::value::{Key, MapValue, Value};
 use ratelimit::{RateLimitStore, RateVerdict};
 use template::{Tmpl, ValueTmpl, to_text};
@@ -36,7 +36,23 @@ pub(crate) enum Flow {
     Stop(Decision),
 }
 
-type Headers = Vec<(Arc<str>, Tmpl)>;
+/// Header templates, with the rendered list prepared when no value interpolates.
+#[derive(Debug, Default)]
+pub(crate) struct Headers {
+    list: Vec<(Arc<str>, Tmpl)>,
+    fixed: Option<HeaderList>,
+}
+
+impl Headers {
+    fn new(list: Vec<(Arc<str>, Tmpl)>) -> Self {
+        let fixed = list
+            .iter()
+            .map(|(n, t)| t.as_literal().map(|v| (n.clone(), v.clone())))
+            .collect::<Option<Vec<_>>>()
+            .map(Arc::from);
+        Headers { list, fixed }
+    }
+}
 
 /// A compiled action.
 #[derive(Debug)]
@@ -102,6 +118,8 @@ pub(crate) struct RestrictIps {
     tcp: bool,
     allow: CidrSet,
     deny: CidrSet,
+    /// The (empty) headers of the 403, built once.
+    no_headers: HeaderList,
 }
 
 #[derive(Debug)]
@@ -114,7 +132,7 @@ enum CidrSet {
 pub(crate) struct BasicAuth {
     credentials: Vec<Tmpl>,
     enforce: bool,
-    challenge: Arc<[(Arc<str>, Arc<str>)]>,
+    challenge: HeaderList,
 }
 
 #[derive(Debug)]
@@ -217,14 +235,14 @@ fn status(
 
 fn header_map(config: &ConfigValue, key: &str) -> Result<Headers, String> {
     let Some(v) = get(config, key) else {
-        return Ok(Vec::new());
+        return Ok(Headers::new(Vec::new()));
     };
     let ConfigValue::Map(entries) = v else {
         return Err(format!(
             "`{key}` must be a mapping of header names to values"
         ));
     };
-    entries
+    let list = entries
         .iter()
         .map(|(name, value)| {
             let text = match value {
@@ -237,7 +255,8 @@ fn header_map(config: &ConfigValue, key: &str) -> Result<Headers, String> {
             };
             Ok((Arc::from(name.to_ascii_lowercase()), Tmpl::parse(&text)?))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Headers::new(list))
 }
 
 fn string_list(config: &ConfigValue, key: &str) -> Result<Vec<String>, String> {
@@ -331,10 +350,10 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
         }
         "add-headers" => {
             let headers = header_map(c, "headers")?;
-            if headers.is_empty() {
+            if headers.list.is_empty() {
                 return Err("`headers` must name at least one header".into());
             }
-            for (name, _) in &headers {
+            for (name, _) in &headers.list {
                 if &**name == "user-agent" || &**name == "ngrok-skip-browser-warning" {
                     return Err(format!("the header `{name}` cannot be added"));
                 }
@@ -418,6 +437,7 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
                 tcp: phase == Phase::TcpConnect,
                 allow: set("allow")?,
                 deny: set("deny")?,
+                no_headers: Arc::from(Vec::new()),
             }))
         }
         "basic-auth" => {
@@ -429,7 +449,7 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
             if !realm.is_ascii() || realm.contains('"') {
                 return Err("`realm` must be ASCII without `\"`".into());
             }
-            let challenge: Arc<[(Arc<str>, Arc<str>)]> = Arc::from(vec![(
+            let challenge: HeaderList = Arc::from(vec![(
                 Arc::from("www-authenticate"),
                 Arc::from(format!("Basic realm=\"{realm}\"")),
             )]);
@@ -535,8 +555,12 @@ fn render_headers<V: RequestView + ?Sized>(
     headers: &Headers,
     view: &V,
     st: &Scratch,
-) -> Result<Arc<[(Arc<str>, Arc<str>)]>, EvalError> {
+) -> Result<HeaderList, EvalError> {
+    if let Some(fixed) = &headers.fixed {
+        return Ok(fixed.clone());
+    }
     headers
+        .list
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.render(view, st)?)))
         .collect()
@@ -678,7 +702,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
         }),
         Action::AddHeaders { headers } => {
             let mut added = MapValue::new();
-            for (name, t) in headers {
+            for (name, t) in &headers.list {
                 let value = t.render(view, st)?;
                 added.upsert(Key::String(name.clone()), Value::String(value.clone()));
                 st.effects.push(Effect::AddHeader {
@@ -824,7 +848,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
                 } else {
                     Decision::Reject {
                         status: 403,
-                        headers: Arc::from(Vec::new()),
+                        headers: r.no_headers.clone(),
                         code: Some("ERR_NGROK_3203"),
                     }
                 })

@@ -159,7 +159,7 @@ fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
                 field: StrField::Path,
                 op: StrOp::Prefix,
                 arg,
-            } if !url_mutable => Some(Guard::Prefix(&**arg)),
+            } if !url_mutable => Some(Guard::Prefix(arg)),
             Node::StrIn { field, set } if indexable(*field) && set.len() <= 64 => {
                 Some(Guard::Exact(*field, set.iter().map(|s| &**s).collect()))
             }

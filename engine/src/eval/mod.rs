@@ -119,7 +119,7 @@ impl StrField {
 /// An integer-valued built-in field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IntField {
-    /// `req.url.port`
+    /// `req.url.port` (the scheme's default port when the URL has none)
     UrlPort,
     /// `conn.client_port`
     ClientPort,
@@ -478,7 +478,18 @@ pub(crate) fn read_str<'a, V: RequestView + ?Sized>(
 
 fn int_field<V: RequestView + ?Sized>(field: IntField, view: &V, st: &Scratch) -> Option<i64> {
     match field {
-        IntField::UrlPort => st.url_parts(view).2.map(i64::from),
+        // Without an explicit port the scheme's default port is reported, so that comparisons
+        // such as `req.url.port == 8080` do not fail closed on every default-port request
+        // **[inferred]**.
+        IntField::UrlPort => {
+            let (scheme, _, port, _, _) = st.url_parts(view);
+            port.or(match scheme {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            })
+            .map(i64::from)
+        }
         IntField::ClientPort => view.client_port().map(i64::from),
         IntField::ServerPort => view.server_port().map(i64::from),
         IntField::Status => view.response_status().map(i64::from),
@@ -621,7 +632,10 @@ fn string(s: &str) -> Value {
     Value::String(Arc::from(s))
 }
 
-fn header_map(each: &dyn Fn(&mut dyn FnMut(&str, &str))) -> Value {
+/// Calls a visitor with every (name, value) header pair.
+type ForEachHeader<'a> = &'a dyn Fn(&mut dyn FnMut(&str, &str));
+
+fn header_map(each: ForEachHeader<'_>) -> Value {
     let mut entries: Vec<(String, Vec<Value>)> = Vec::new();
     each(
         &mut |name, value| match entries.iter_mut().find(|(n, _)| n == name) {

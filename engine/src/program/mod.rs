@@ -20,6 +20,9 @@ use crate::eval::{self, Node, StrField};
 use crate::value::{MapValue, Value};
 pub use view::{OwnedRequest, RequestView};
 
+/// Response headers: lower-case names and values.
+pub type HeaderList = Arc<[(Arc<str>, Arc<str>)]>;
+
 /// What the runtime must do with the request or connection after a phase.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
@@ -35,7 +38,7 @@ pub enum Decision {
         /// The HTTP status.
         status: u16,
         /// Response headers.
-        headers: Arc<[(Arc<str>, Arc<str>)]>,
+        headers: HeaderList,
         /// The body.
         body: Arc<str>,
     },
@@ -46,7 +49,7 @@ pub enum Decision {
         /// The `Location` header.
         location: Arc<str>,
         /// Extra response headers.
-        headers: Arc<[(Arc<str>, Arc<str>)]>,
+        headers: HeaderList,
     },
     /// An authentication failure or limit: answer with this status and headers
     /// (`basic-auth` 401 with `www-authenticate`, `restrict-ips` 403, `rate-limit` 429 with
@@ -55,7 +58,7 @@ pub enum Decision {
         /// The HTTP status.
         status: u16,
         /// Response headers.
-        headers: Arc<[(Arc<str>, Arc<str>)]>,
+        headers: HeaderList,
         /// The ngrok error code, when the spec names one (`ERR_NGROK_3203`).
         code: Option<&'static str>,
     },
@@ -348,8 +351,14 @@ impl Program {
         }
         let count = if indexed { cands.len() } else { ph.rules.len() };
         let mut decision = Decision::Continue;
-        for i in 0..count {
-            let r = if indexed { cands[i] } else { i as u32 };
+        let order = (0..count).map(|i| {
+            if indexed {
+                cands[i]
+            } else {
+                u32::try_from(i).unwrap_or(u32::MAX)
+            }
+        });
+        for r in order {
             if r < start_rule {
                 continue;
             }
