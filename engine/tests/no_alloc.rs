@@ -56,8 +56,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn program(json: &str) -> wicket_engine::Program {
-    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
-    compile(&PolicyIr::from_json(&doc).unwrap()).unwrap()
+    let doc: serde_json::Value = serde_json::from_str(json).expect("the test policy is JSON");
+    let ir = PolicyIr::from_json(&doc).expect("the test policy has the policy shape");
+    compile(&ir).expect("the test policy compiles")
 }
 
 /// Allocations made by `runs` evaluations after a warm-up.
