@@ -9,6 +9,7 @@ use wicket_grammar::ast::{
     BinaryOp, Comprehension, Expr, ExprKind, Ident, Literal, Macro, UnaryOp,
 };
 
+use super::guards::{self, Fact};
 use super::{CheckContext, Checked, Expected, Resolution, Resolved, codes, lints, suggest};
 use crate::Phase;
 use crate::diagnostic::{ExprIssue, Severity};
@@ -16,6 +17,9 @@ use crate::env::{Env, FnDef, FnKind, FnOrigin, Type, TypeSpec, VARIABLES, VarDef
 
 /// ngrok's code for an expression that does not compile.
 const NGROK_INVALID_EXPRESSION: u32 = 2200;
+
+/// The message of [`codes::UNGUARDED_LOOKUP`].
+const UNGUARDED_MESSAGE: &str = "this lookup fails when the key is absent, and a failed expression ends the request or connection with an error";
 
 /// Walks deeper than this are not checked further (the parser limits depth already).
 const MAX_DEPTH: usize = 500;
@@ -55,6 +59,7 @@ pub(super) fn check(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Chec
         scopes: Vec::new(),
         blocks: Vec::new(),
         resolutions: Vec::new(),
+        guards: ctx.present_keys.clone(),
     };
     let ty = c.expr(expr, 0);
     if expected == Expected::Bool {
@@ -127,6 +132,8 @@ struct Checker<'a> {
     blocks: Vec<Vec<Type>>,
     /// Names and calls resolved so far.
     resolutions: Vec<Resolution>,
+    /// Keys proven present where the walk is (see [`guards`]).
+    guards: Vec<Fact>,
 }
 
 /// A resolved dotted name.
@@ -223,8 +230,8 @@ impl Checker<'_> {
                         not_bool_help(&ct),
                     );
                 }
-                let a = self.expr(then, d);
-                let b = self.expr(otherwise, d);
+                let a = self.guarded(cond, true, |s| s.expr(then, d));
+                let b = self.guarded(cond, false, |s| s.expr(otherwise, d));
                 join_nullable(&a, &b)
             }
             ExprKind::List(elems) => {
@@ -430,6 +437,7 @@ impl Checker<'_> {
             let ft = self.select_on(inner, &field.name, e.span);
             return Type::Optional(Box::new(ft));
         }
+        self.lookup_guard(e, operand, None);
         self.select_on(t, &field.name, e.span)
     }
 
@@ -505,6 +513,20 @@ impl Checker<'_> {
             }
             if is_header_map(var.name) && i == 0 {
                 self.header_key(field, *span, var.name);
+            }
+            if guards::is_keyed_map(var.name)
+                && i == 0
+                && !(is_header_map(var.name) && field.chars().any(|c| c.is_ascii_uppercase()))
+                && !self
+                    .guards
+                    .contains(&(var.name.to_owned(), (*field).to_owned()))
+            {
+                self.warn(
+                    codes::UNGUARDED_LOOKUP,
+                    *span,
+                    UNGUARDED_MESSAGE.to_owned(),
+                    Some(format!("guard it: `has({}.{field}) && …`", var.name)),
+                );
             }
             let before = t.clone();
             t = match &before {
@@ -659,6 +681,9 @@ impl Checker<'_> {
     fn index(&mut self, e: &Expr, operand: &Expr, index: &Expr, optional: bool, d: usize) -> Type {
         let ot = self.expr(operand, d);
         let it = self.expr(index, d);
+        if !optional {
+            self.lookup_guard(e, operand, Some(index));
+        }
         if let (Some(segs), ExprKind::Literal(Literal::String(key))) =
             (Self::chain(operand), &index.kind)
         {
@@ -694,7 +719,14 @@ impl Checker<'_> {
     // ---- operators ----
 
     fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr, d: usize) -> Type {
-        let lt = self.expr(lhs, d);
+        // `&&` and `||` absorb errors on either side: a guard on one side protects the other.
+        let logical = matches!(op, BinaryOp::And | BinaryOp::Or);
+        let positive = op == BinaryOp::And;
+        let lt = if logical {
+            self.guarded(rhs, positive, |s| s.expr(lhs, d))
+        } else {
+            self.expr(lhs, d)
+        };
         if let ExprKind::Unary {
             op: UnaryOp::Not,
             operand,
@@ -704,7 +736,11 @@ impl Checker<'_> {
                 self.precedence_hint(operand.span, op);
             }
         }
-        let rt = self.expr(rhs, d);
+        let rt = if logical {
+            self.guarded(lhs, positive, |s| s.expr(rhs, d))
+        } else {
+            self.expr(rhs, d)
+        };
         match op {
             BinaryOp::And | BinaryOp::Or => {
                 for (t, side) in [(&lt, lhs), (&rt, rhs)] {
@@ -762,6 +798,78 @@ impl Checker<'_> {
                 self.overload(name, FnKind::Operator, &[lt, rt], e.span, &[lhs, rhs])
             }
         }
+    }
+
+    /// Checks `check` with the facts `guard` proves (when `positive`, or disproves) in scope.
+    fn guarded(
+        &mut self,
+        guard: &Expr,
+        positive: bool,
+        check: impl FnOnce(&mut Self) -> Type,
+    ) -> Type {
+        let before = self.guards.len();
+        guards::facts(guard, positive, &mut self.guards, 0);
+        let t = check(self);
+        self.guards.truncate(before);
+        t
+    }
+
+    /// Warns about `m['k']` on a request map, or `getReqHeader('K')[i]` /
+    /// `getReqCookie('k').field`, without a presence guard in scope.
+    fn lookup_guard(&mut self, e: &Expr, operand: &Expr, index: Option<&Expr>) {
+        let (fact, guard_text) = match (&operand.kind, index) {
+            (
+                ExprKind::Call {
+                    target: None,
+                    function,
+                    args,
+                },
+                _,
+            ) => {
+                let (Some(test), [ExprKind::Literal(Literal::String(key))]) = (
+                    guards::presence_test(&function.name),
+                    args.iter().map(|a| &a.kind).collect::<Vec<_>>().as_slice(),
+                ) else {
+                    return;
+                };
+                (
+                    (function.name.clone(), key.clone()),
+                    format!("`{test}('{key}') && …`"),
+                )
+            }
+            (
+                _,
+                Some(Expr {
+                    kind: ExprKind::Literal(Literal::String(key)),
+                    ..
+                }),
+            ) => {
+                let Some(map) = guards::dotted(operand) else {
+                    return;
+                };
+                let root = map.split('.').next().unwrap_or(&map);
+                // An upper-case header key gets its own warning (`HEADER_KEY_CASE`).
+                let case_warned =
+                    is_header_map(&map) && key.chars().any(|c| c.is_ascii_uppercase());
+                if !guards::is_keyed_map(&map) || self.local(root).is_some() || case_warned {
+                    return;
+                }
+                (
+                    (map.clone(), key.clone()),
+                    format!("`'{key}' in {map} && …`"),
+                )
+            }
+            _ => return,
+        };
+        if self.guards.contains(&fact) {
+            return;
+        }
+        self.warn(
+            codes::UNGUARDED_LOOKUP,
+            e.span,
+            UNGUARDED_MESSAGE.to_owned(),
+            Some(format!("guard it: {guard_text}")),
+        );
     }
 
     /// Records the (generic) overloads of an operator checked outside the overload tables

@@ -58,6 +58,9 @@ pub const UNDOCUMENTED_FUNCTION: &str = "W0308";
 pub const INTERPOLATION_IN_STRING_LITERAL: &str = "W0309";
 /// An invalid CIDR given to `inCidrRange` (always false) or `inCidrRanges` (ignored).
 pub const INVALID_CIDR: &str = "W0310";
+/// A map lookup (`req.headers['x']`) or header function result used without a presence guard:
+/// a missing key is a run-time error, which ends the request.
+pub const UNGUARDED_LOOKUP: &str = "W0311";
 
 /// Every code with a one-line description, for docs and `wicket lint --explain`.
 pub const ALL: &[(&str, &str)] = &[

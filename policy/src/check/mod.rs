@@ -10,6 +10,7 @@
 mod checker;
 pub mod codes;
 mod fold;
+mod guards;
 mod lints;
 mod suggest;
 
@@ -40,6 +41,10 @@ pub struct CheckContext {
     /// Variables that exist only in this field (for `http-request.retry_condition`:
     /// [`crate::env::RETRY_CONDITION_VARIABLES`]).
     pub extra_variables: &'static [VarDef],
+    /// Keys proven present by the other conditions of the same rule (a rule's `expressions`
+    /// are one conjunction): [`presence_facts`] of each sibling. Lookups of these keys are not
+    /// reported as unguarded.
+    pub present_keys: Vec<(String, String)>,
 }
 
 impl CheckContext {
@@ -51,6 +56,7 @@ impl CheckContext {
             vars: None,
             actions_run: None,
             extra_variables: &[],
+            present_keys: Vec::new(),
         }
     }
 }
@@ -107,6 +113,17 @@ pub enum Resolved {
 #[must_use]
 pub fn check_expr(expr: &Expr, ctx: &CheckContext, expected: Expected) -> Checked {
     checker::check(expr, ctx, expected)
+}
+
+/// The keys a condition proves present when it is true: `('x' in req.headers)` gives
+/// `("req.headers", "x")`, `hasReqHeader('X')` gives `("getReqHeader", "X")`, `has(m.k)`
+/// gives `("m", "k")`. Feed the facts of a rule's other conditions into
+/// [`CheckContext::present_keys`].
+#[must_use]
+pub fn presence_facts(expr: &Expr) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    guards::facts(expr, true, &mut out, 0);
+    out
 }
 
 /// ngrok's code for an expression that does not compile.

@@ -34,14 +34,14 @@ fn clean_expressions_have_no_issues() {
         "conn.client_ip.geo.location.country_code in ['US', 'CA']",
         "inCidrRange(conn.client_ip, '10.0.0.0/8')",
         "'x-api-key' in req.headers && req.headers['x-api-key'][0] == 'secret'",
-        "size(req.headers['x-forwarded-for']) > 0",
-        "req.cookies['session'][0].value != ''",
-        "getReqCookie('session').value == 'x'",
+        "'x-forwarded-for' in req.headers && size(req.headers['x-forwarded-for']) > 0",
+        "has(req.cookies.session) && req.cookies['session'][0].value != ''",
+        "hasReqCookie('session') && getReqCookie('session').value == 'x'",
         "timestamp(time.now) > timestamp('2024-01-01T00:00:00Z')",
         "double(conn.geo.latitude) > 10.5",
         "req.headers.exists(k, k.startsWith('x-'))",
         "req.url.query_params.all(k, size(req.url.query_params[k]) == 1)",
-        "req.headers['accept'].exists_one(v, v.matches('^text/'))",
+        "getReqHeader('Accept').exists_one(v, v.matches('^text/'))",
         "has(req.url.port) && req.url.port == 8080",
         "vars.anything.deep == 1",
         "rand.double() < 0.5",
@@ -174,10 +174,10 @@ fn time_now_is_a_string() {
 #[test]
 fn non_bool_conditions() {
     assert_eq!(
-        req("req.headers['x'] && true"),
+        req("getReqHeader('X') && true"),
         vec![(
             codes::NOT_BOOL,
-            "req.headers['x']".to_owned(),
+            "getReqHeader('X')".to_owned(),
             "the operands of `&&` must be `bool`, but this is `list(string)`".to_owned()
         )]
     );
@@ -277,7 +277,7 @@ fn invalid_regex_literal() {
 #[test]
 fn undefined_fields() {
     assert_eq!(
-        req("getReqCookie('a').vale == 'x'"),
+        req("hasReqCookie('a') && getReqCookie('a').vale == 'x'"),
         vec![(
             codes::UNDEFINED_FIELD,
             "getReqCookie('a').vale".to_owned(),
@@ -314,7 +314,7 @@ fn has_checks_its_argument() {
 fn macros_bind_element_types() {
     // Elements of `req.headers['accept']` are strings: `v + 1` is an error.
     assert_eq!(
-        req("req.headers['accept'].exists(v, v + 1 == 2)")[0].0,
+        req("getReqHeader('Accept').exists(v, v + 1 == 2)")[0].0,
         codes::NO_MATCHING_OVERLOAD
     );
     // Map comprehensions iterate keys (strings).
@@ -789,4 +789,52 @@ fn names_and_overloads_are_resolved() {
             ),
         ]
     );
+}
+
+#[test]
+fn unguarded_lookups() {
+    let src = "req.headers['x-id'][0] == 'a'";
+    assert_eq!(
+        req(src),
+        vec![(
+            codes::UNGUARDED_LOOKUP,
+            "req.headers['x-id']".to_owned(),
+            "this lookup fails when the key is absent, and a failed expression ends the request or connection with an error".to_owned()
+        )]
+    );
+    assert_eq!(
+        help_of(src, Phase::HttpRequest).as_deref(),
+        Some("guard it: `'x-id' in req.headers && …`")
+    );
+    assert_eq!(
+        help_of("getReqHeader('X-Id')[0] == 'a'", Phase::HttpRequest).as_deref(),
+        Some("guard it: `hasReqHeader('X-Id') && …`")
+    );
+    assert_eq!(
+        codes_of("req.headers.foo[0] == 'a'", Phase::HttpRequest),
+        vec![codes::UNGUARDED_LOOKUP]
+    );
+    assert_eq!(
+        codes_of("getReqCookie('s').value == 'a'", Phase::HttpRequest),
+        vec![codes::UNGUARDED_LOOKUP]
+    );
+    // Guards on either side of `&&`, negated guards in `||`, ternaries, `has`, docs idioms.
+    for guarded in [
+        "'x-id' in req.headers && req.headers['x-id'][0] == 'a'",
+        "req.headers['x-id'][0] == 'a' && 'x-id' in req.headers",
+        "!('x-id' in req.headers) || req.headers['x-id'][0] == 'a'",
+        "has(req.headers.foo) && req.headers.foo[0] == 'a'",
+        "hasReqHeader('X-Id') ? getReqHeader('X-Id')[0] == 'a' : false",
+        "hasReqCookie('s') && getReqCookie('s').value == 'a'",
+        "req.headers.exists_one(x, x == 'x-id') && req.headers['x-id'].join(',') == 'a'",
+        "req.headers[?'x-id'].orValue([]).size() == 0",
+        "req.headers.exists(k, req.headers[k].size() > 1)",
+    ] {
+        assert_eq!(req(guarded), vec![], "{guarded}");
+    }
+    // A guard in another condition of the same rule.
+    let mut ctx = CheckContext::new(Phase::HttpRequest);
+    let sibling = wicket_grammar::parse("'x-id' in req.headers").map(|e| presence_facts(&e));
+    ctx.present_keys = sibling.unwrap_or_default();
+    assert_eq!(check_source(src, &ctx, Expected::Bool).issues, vec![]);
 }
