@@ -2,10 +2,27 @@
 //! phase ([`crate::env`]), with the expression-level lints.
 //!
 //! Entry points: [`check_expr`] for a parsed expression, [`check_source`] to parse and check
-//! an expression string, [`check_template`] for a string with `${…}` segments, and
-//! [`fold_constant`] to tell whether a condition is constant. Problems come back as
+//! an expression string, [`check_template`] / [`check_template_value`] for a string with
+//! `${…}` segments, [`fold_constant`] to tell whether a condition is constant, and
+//! [`presence_facts`] for the keys a sibling condition guards. Problems come back as
 //! [`ExprIssue`]s with spans relative to the checked string; the codes are listed in
-//! [`codes`].
+//! [`codes`]. [`Checked::resolutions`] gives the variable ([`crate::env::VarId`]) and the
+//! overloads ([`crate::env::FnId`]) each node resolved to.
+//!
+//! How names resolve: a local (macro or `cel.bind` variable) first; then a dotted chain
+//! rooted at an environment namespace resolves to its longest prefix that is a variable
+//! (`conn.client_ip` is a string, `conn.client_ip.geo.location.city` another variable), the
+//! remaining segments being field selections; `a.b(x)` is the qualified global function
+//! `a.b` when one exists or `a` is not a variable. `dyn` (JSON values, `vars.*` of unknown
+//! type, results of `json.decode`) defers every check on it to run time.
+//!
+//! Beyond types, the checker reports what is certainly wrong or very likely unintended:
+//! constant conditions after folding (including contradictory ranges such as
+//! `x < 200 && x >= 300`), string comparisons with CIDR literals, upper-case keys into the
+//! lower-cased header maps, non-canonical names given to the header functions, regexes and
+//! literal arguments (`duration`, `timestamp`, time zones, IPs, CIDRs) that cannot work,
+//! lookups of possibly absent keys without a guard, `${…}` inside expressions, and names
+//! seen only in docs examples.
 
 mod checker;
 pub mod codes;
