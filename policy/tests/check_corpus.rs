@@ -181,3 +181,46 @@ fn corpus_expressions_check_without_errors() {
         );
     }
 }
+
+/// The same files through the whole linter, where conditions are checked with the scope the
+/// document gives them (`vars.*` types from earlier `set-vars`, earlier actions): no CEL
+/// error (`E03xx`) outside the listed disagreements.
+#[test]
+fn corpus_expressions_check_without_errors_in_document_scope() {
+    let Ok(dir) = std::env::var("WICKET_POLICY_CORPUS") else {
+        println!("skipped: set WICKET_POLICY_CORPUS to the corpus `policies` directory");
+        return;
+    };
+    let dir = Path::new(&dir);
+    let index = std::fs::read_to_string(dir.join("index.tsv")).expect("index.tsv");
+    let mut failures = Vec::new();
+    for line in index.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (Some(file), Some(status)) = (cols.first(), cols.get(7)) else {
+            continue;
+        };
+        if (*status != "valid" && *status != "valid-with-warnings")
+            || DISAGREEMENTS.iter().any(|(f, _)| f == file)
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join(file)).expect("corpus file");
+        let mut map = wicket_policy::source::SourceMap::new();
+        let id = map.add(*file, text);
+        let report =
+            wicket_policy::lint::lint(&mut map, id, wicket_policy::lint::LintOptions::default());
+        for d in &report.diagnostics {
+            if d.code.starts_with("E03") {
+                failures.push(format!("{file}: {} {}", d.code, d.message));
+            }
+        }
+    }
+    for f in &failures {
+        println!("  {f}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} CEL errors in valid files",
+        failures.len()
+    );
+}

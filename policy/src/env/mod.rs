@@ -453,6 +453,8 @@ mod tests {
         // 206 documented variables + 241 action result variables + `vars`.
         assert_eq!(results, 241);
         assert_eq!(documented, 206 + 241 + 1);
+        let body = Env::variable("actions.ngrok.http_request.res.body").map(|v| v.ty);
+        assert_eq!(body, Some(TypeSpec::Dyn));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! but the element types they describe ([`COOKIE`](super::COOKIE), [`EXTENSION`](super::EXTENSION))
 //! carry the same fields. `actions.ngrok.terminate_tls.*` exists in every phase: `terminate-tls`
 //! runs only in `on_tcp_connect` and its results describe the connection, like `conn.tls.*`
-//! (docs examples read them in `on_http_request`) (inferred). Types follow the docs (`int32`/`int64` → `int`, `object` →
+//! (docs examples read them in `on_http_request`) (inferred).
+//! `actions.ngrok.http_request.res.body` is documented as a string but a docs example filters
+//! it as a list of JSON objects (`set-vars` corpus example), so it is `dyn` here (inferred:
+//! JSON bodies are decoded). Types follow the docs (`int32`/`int64` → `int`, `object` →
 //! `map(string, dyn)`, `array_of_objects` → `list(map(string, dyn))`).
 
 use super::types::TypeSpec;
@@ -19,6 +22,7 @@ const STRING: TypeSpec = TypeSpec::String;
 const BYTES: TypeSpec = TypeSpec::Bytes;
 const TIMESTAMP: TypeSpec = TypeSpec::Timestamp;
 const DURATION: TypeSpec = TypeSpec::Duration;
+const DYN: TypeSpec = TypeSpec::Dyn;
 const LIST_STRING: TypeSpec = TypeSpec::List(&TypeSpec::String);
 const MAP_STRING_STRING: TypeSpec = TypeSpec::Map(&TypeSpec::String, &TypeSpec::String);
 const MAP_STRING_LIST_STRING: TypeSpec =
@@ -1380,7 +1384,7 @@ pub static VARIABLES: &[VarDef] = &[
     ),
     v(
         "actions.ngrok.http_request.res.body",
-        STRING,
+        DYN,
         REQ_RES,
         "result of the `http-request` action",
     ),
