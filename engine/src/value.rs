@@ -481,6 +481,86 @@ impl Value {
     }
 }
 
+/// Values print as CEL source that evaluates back to an equal value: `1`, `1u`, `1.5`,
+/// `"text"`, `b"\x00"`, `[1, 2]`, `{"a": 1}`, `timestamp("2009-02-13T23:31:30Z")`,
+/// `duration("1.5s")`, `optional.of(1)`, `ip("10.0.0.1")`, type names as themselves. Map entries
+/// keep insertion order.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Uint(u) => write!(f, "{u}u"),
+            Value::Double(d) if d.is_nan() => f.write_str("double(\"NaN\")"),
+            Value::Double(d) if d.is_infinite() => {
+                let sign = if *d < 0.0 { "-" } else { "" };
+                write!(f, "double(\"{sign}Infinity\")")
+            }
+            Value::Double(d) => write!(f, "{d:?}"),
+            Value::String(s) => write_quoted(f, s),
+            Value::Bytes(b) => {
+                f.write_str("b\"")?;
+                for &byte in b.iter() {
+                    match byte {
+                        b'"' => f.write_str("\\\"")?,
+                        b'\\' => f.write_str("\\\\")?,
+                        0x20..=0x7e => write!(f, "{}", char::from(byte))?,
+                        _ => write!(f, "\\x{byte:02x}")?,
+                    }
+                }
+                f.write_str("\"")
+            }
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(map) => {
+                f.write_str("{")?;
+                for (i, (key, value)) in map.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}: {value}", key.to_value())?;
+                }
+                f.write_str("}")
+            }
+            Value::Type(ty) => f.write_str(ty.name()),
+            Value::Timestamp(t) => {
+                write!(f, "timestamp(\"{}\")", crate::interp::format_timestamp(*t))
+            }
+            Value::Duration(d) => write!(f, "duration(\"{}\")", crate::interp::format_duration(*d)),
+            Value::Optional(None) => f.write_str("optional.none()"),
+            Value::Optional(Some(v)) => write!(f, "optional.of({v})"),
+            Value::Ip(ip) => write!(f, "ip(\"{ip}\")"),
+            Value::Cidr(net) => write!(f, "cidr(\"{net}\")"),
+        }
+    }
+}
+
+/// Writes `s` as a double-quoted CEL string literal.
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if c.is_control() => write!(f, "\\u{:04x}", u32::from(c))?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
 /// 2^63 as a double: `-2^63` is `i64::MIN`, and `i64::MAX` rounds to 2^63.
 #[allow(clippy::cast_precision_loss)]
 pub(crate) const TWO_POW_63: f64 = (1u64 << 63) as f64;
@@ -592,6 +672,32 @@ mod tests {
         ])
         .unwrap();
         assert!(Value::map(m1).cel_eq(&Value::map(m2)));
+    }
+
+    #[test]
+    fn values_print_as_cel_source() {
+        let map = MapValue::from_entries([
+            (
+                Key::String("a\"b".into()),
+                Value::list(vec![Value::Uint(1), Value::Double(1.0)]),
+            ),
+            (Key::Int(-2), Value::bytes(&b"\x00A"[..])),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::map(map).to_string(),
+            r#"{"a\"b": [1u, 1.0], -2: b"\x00A"}"#
+        );
+        assert_eq!(Value::Double(f64::NAN).to_string(), r#"double("NaN")"#);
+        assert_eq!(
+            Value::optional_of(Value::Null).to_string(),
+            "optional.of(null)"
+        );
+        assert_eq!(Value::string("tab\there").to_string(), r#""tab\there""#);
+        assert_eq!(
+            Value::Type(CelType::Timestamp).to_string(),
+            "google.protobuf.Timestamp"
+        );
     }
 
     #[test]

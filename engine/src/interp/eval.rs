@@ -1072,6 +1072,22 @@ mod tests {
     }
 
     #[test]
+    fn printed_values_evaluate_back_to_themselves() {
+        for src in [
+            "[1, 2u, 1.5, -0.0, 1e100, 'a\"b\\n', b'\\x00\\xff', null, true]",
+            "{'k': {1: [2u]}, 2u: optional.of(1), true: optional.none()}",
+            "[timestamp('2009-02-13T23:31:30.5Z'), duration('-1.25s'), int, type(type)]",
+            "[double('NaN') == 0.0, double('-Infinity'), ip('::1'), cidr('10.0.0.0/8')]",
+        ] {
+            let value = run(src).expect("evaluates");
+            let printed = value.to_string();
+            let again = run(&printed).unwrap_or_else(|e| panic!("`{printed}`: {e}"));
+            assert_eq!(again.to_string(), printed);
+            assert!(again.cel_eq(&value), "`{src}` printed as `{printed}`");
+        }
+    }
+
+    #[test]
     fn unknowns_propagate_and_are_absorbed() {
         use super::super::PartialActivation;
         let mut known = HashMap::new();

@@ -33,6 +33,8 @@ pub mod ext;
 mod functions;
 mod time;
 
+pub use time::{format_duration, format_timestamp, parse_duration};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 

@@ -102,7 +102,10 @@ pub(super) fn to_duration(x: &Value) -> EvalResult {
 /// Parses a duration the way Go's `time.ParseDuration` does: an optional sign, then one or
 /// more decimal numbers each with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), e.g.
 /// `1h30m`, `-1.5s`, `100ms`; a bare `0` is allowed.
-pub(crate) fn parse_duration(s: &str) -> Result<SignedDuration, EvalError> {
+///
+/// # Errors
+/// [`EvalError::InvalidArgument`] for malformed text or a duration outside CEL's range.
+pub fn parse_duration(s: &str) -> Result<SignedDuration, EvalError> {
     let bad = || EvalError::InvalidArgument(format!("invalid duration `{s}`"));
     let (negative, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -171,7 +174,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<SignedDuration, EvalError> {
 }
 
 /// `string(timestamp)`: RFC 3339 in UTC with the fractional seconds trimmed of trailing zeros.
-pub(crate) fn format_timestamp(t: Timestamp) -> String {
+#[must_use]
+pub fn format_timestamp(t: Timestamp) -> String {
     let dt = t.to_zoned(TimeZone::UTC).datetime();
     let mut out = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -193,7 +197,8 @@ pub(crate) fn format_timestamp(t: Timestamp) -> String {
 }
 
 /// `string(duration)`: seconds with the shortest decimal fraction, e.g. `1.5s`.
-pub(crate) fn format_duration(d: SignedDuration) -> String {
+#[must_use]
+pub fn format_duration(d: SignedDuration) -> String {
     #[allow(clippy::cast_precision_loss)]
     let seconds = d.as_secs() as f64 + f64::from(d.subsec_nanos()) / 1e9;
     format!("{seconds}s")
