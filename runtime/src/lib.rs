@@ -2,3 +2,18 @@
 
 pub mod admin;
 pub mod credentials;
+
+pub mod agent;
+pub mod auth;
+pub mod body;
+pub mod duration;
+pub mod edge;
+pub mod io;
+pub mod metrics;
+pub mod pages;
+pub mod policy_hook;
+pub mod proto;
+pub mod proxy_protocol;
+pub mod routing;
+pub mod sni;
+pub mod tls;

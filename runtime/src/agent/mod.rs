@@ -1,0 +1,551 @@
+//! The agent: dials the edge, authenticates, binds its endpoints and serves the streams the
+//! edge opens by forwarding them to local upstreams. Reconnects with jittered backoff.
+
+mod backoff;
+mod config;
+mod forward;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_rustls::TlsConnector;
+
+pub use backoff::Backoff;
+pub use config::{
+    AgentConfig, AgentSection, ConfigError, EndpointConfig, EndpointSpec, ProxyVersionConfig,
+    Upstream, UpstreamConfig, UpstreamProtocol, parse_upstream, read_policy,
+};
+
+use crate::body::boxed;
+use crate::io::ChannelBody;
+use crate::proto::control::{AgentMessage, BindRequest, EdgeMessage, MAX_CONTROL_LEN, Refusal};
+use crate::proto::frame::{self, Decoder};
+use crate::proto::hello::{Hello, HelloReply, MAX_HELLO_LEN};
+use crate::proto::{PROTOCOL_VERSION, meta};
+use forward::LocalEndpoint;
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The edge refused the agent; retrying will not help.
+    #[error("the edge refused the connection ({code}): {reason}")]
+    Refused {
+        /// Error code.
+        code: String,
+        /// Reason.
+        reason: String,
+    },
+    /// A connection attempt failed (retried).
+    #[error("{0}")]
+    Connect(String),
+}
+
+/// Options that are not part of the config file.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Override of the TLS server name checked on the edge certificate (default: the host of
+    /// `connect_url`).
+    pub server_name: Option<String>,
+    /// First reconnect delay ceiling.
+    pub backoff_base: Duration,
+    /// Largest reconnect delay.
+    pub backoff_cap: Duration,
+    /// How often policy files are checked for changes.
+    pub policy_poll: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            server_name: None,
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_secs(30),
+            policy_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The state of one endpoint, as last reported by the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Waiting for a session.
+    Pending,
+    /// Serving at this URL.
+    Bound {
+        /// Public URL.
+        url: String,
+    },
+    /// The edge refused it.
+    Refused(Refusal),
+}
+
+/// What the agent is doing, observable through [`AgentHandle::status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// A session is established.
+    pub connected: bool,
+    /// Sessions established so far.
+    pub sessions: u64,
+    /// Endpoint states by name.
+    pub endpoints: BTreeMap<String, EndpointState>,
+    /// The reason the agent stopped for good, if it did.
+    pub fatal: Option<String>,
+    /// The last connection error.
+    pub last_error: Option<String>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    status: watch::Receiver<AgentStatus>,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AgentHandle {
+    /// A receiver of status changes.
+    pub fn status(&self) -> watch::Receiver<AgentStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until `pred` holds for the status (or the agent stopped for good).
+    pub async fn wait_for(&self, pred: impl Fn(&AgentStatus) -> bool) -> AgentStatus {
+        let mut rx = self.status.clone();
+        if let Ok(s) = rx.wait_for(|s| pred(s) || s.fatal.is_some()).await {
+            return s.clone();
+        }
+        rx.borrow().clone()
+    }
+
+    /// Graceful stop: drains in-flight streams (GOAWAY), then closes.
+    pub async fn shutdown(mut self) {
+        self.stop.notify_one();
+        if tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The agent.
+#[derive(Debug)]
+pub struct Agent;
+
+impl Agent {
+    /// Validates `config` and starts connecting. `base_dir` resolves relative policy paths.
+    pub fn start(
+        config: AgentConfig,
+        base_dir: PathBuf,
+        options: AgentOptions,
+    ) -> Result<AgentHandle, AgentError> {
+        let specs = config.resolve(&base_dir)?;
+        Self::start_with(config.agent, specs, options)
+    }
+
+    /// Starts with already-resolved endpoints (used by the quick commands).
+    pub fn start_with(
+        section: AgentSection,
+        specs: Vec<EndpointSpec>,
+        options: AgentOptions,
+    ) -> Result<AgentHandle, AgentError> {
+        let tls = Arc::new(crate::tls::tunnel_client_config(&section.connect_cas)?);
+        let mut endpoints = Vec::new();
+        for spec in specs {
+            endpoints.push(Arc::new(LocalEndpoint::new(spec)?));
+        }
+        let status = AgentStatus {
+            endpoints: endpoints
+                .iter()
+                .map(|e| (e.spec.name.clone(), EndpointState::Pending))
+                .collect(),
+            ..AgentStatus::default()
+        };
+        let (tx, rx) = watch::channel(status);
+        let stop = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            section,
+            options,
+            tls,
+            endpoints,
+            status: tx,
+            resume: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(inner, stop.clone()));
+        Ok(AgentHandle {
+            status: rx,
+            stop,
+            task,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    section: AgentSection,
+    options: AgentOptions,
+    tls: Arc<rustls::ClientConfig>,
+    endpoints: Vec<Arc<LocalEndpoint>>,
+    status: watch::Sender<AgentStatus>,
+    resume: Mutex<Option<String>>,
+}
+
+enum SessionEnd {
+    /// Local stop requested.
+    Stopped,
+    /// The edge asked us to go away; reconnect unless told otherwise.
+    EdgeShutdown { reconnect: bool, reason: String },
+    /// The connection ended.
+    Closed,
+}
+
+async fn run(inner: Arc<Inner>, stop: Arc<Notify>) {
+    let mut backoff = Backoff::new(inner.options.backoff_base, inner.options.backoff_cap);
+    loop {
+        let started = Instant::now();
+        let result = session(&inner, &stop).await;
+        inner.status.send_modify(|s| {
+            s.connected = false;
+            for st in s.endpoints.values_mut() {
+                if matches!(st, EndpointState::Bound { .. }) {
+                    *st = EndpointState::Pending;
+                }
+            }
+        });
+        match result {
+            Ok(SessionEnd::Stopped) => return,
+            Ok(SessionEnd::EdgeShutdown {
+                reconnect: false,
+                reason,
+            }) => {
+                tracing::error!(%reason, "the edge closed the session for good");
+                inner.status.send_modify(|s| s.fatal = Some(reason));
+                return;
+            }
+            Ok(SessionEnd::EdgeShutdown { reason, .. }) => {
+                tracing::info!(%reason, "the edge is draining this session; reconnecting");
+            }
+            Ok(SessionEnd::Closed) => tracing::warn!("session closed; reconnecting"),
+            Err(AgentError::Refused { code, reason }) => {
+                let msg = format!("{reason} ({code})");
+                tracing::error!(%msg, "the edge refused the agent");
+                inner.status.send_modify(|s| s.fatal = Some(msg));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session failed");
+                inner
+                    .status
+                    .send_modify(|s| s.last_error = Some(e.to_string()));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.notified() => return,
+        }
+    }
+}
+
+async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, AgentError> {
+    let section = &inner.section;
+    let target = section
+        .connect_url
+        .strip_prefix("tls://")
+        .unwrap_or(&section.connect_url)
+        .trim_end_matches('/')
+        .to_owned();
+    let host = match target.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        None => {
+            return Err(AgentError::Connect(format!(
+                "connect_url `{target}` needs a port"
+            )));
+        }
+    };
+    let name = inner.options.server_name.clone().unwrap_or(host);
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|_| AgentError::Connect(format!("invalid server name `{name}`")))?;
+    let deadline = Duration::from_secs(10);
+    let tcp = tokio::time::timeout(deadline, TcpStream::connect(&target))
+        .await
+        .map_err(|_| AgentError::Connect(format!("connecting to `{target}` timed out")))?
+        .map_err(|e| AgentError::Connect(format!("connecting to `{target}`: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let connector = TlsConnector::from(inner.tls.clone());
+    let mut tls = tokio::time::timeout(deadline, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| AgentError::Connect("tls handshake timed out".into()))?
+        .map_err(|e| AgentError::Connect(format!("tls handshake with `{target}`: {e}")))?;
+    let mut metadata = BTreeMap::new();
+    if let Some(m) = &section.metadata {
+        metadata.insert("metadata".to_owned(), m.clone());
+    }
+    metadata.insert(
+        "agent_version".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
+    let resume = inner.resume.lock().map(|r| r.clone()).unwrap_or(None);
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        authtoken: section.authtoken.clone(),
+        metadata,
+        resume_token: resume,
+    };
+    let reply: HelloReply = tokio::time::timeout(deadline, async {
+        frame::write_frame(&mut tls, &hello, MAX_HELLO_LEN).await?;
+        frame::read_frame(&mut tls, MAX_HELLO_LEN).await
+    })
+    .await
+    .map_err(|_| AgentError::Connect("hello timed out".into()))?
+    .map_err(|e| AgentError::Connect(format!("hello: {e}")))?;
+    let session_id = match reply {
+        HelloReply::Refuse { code, reason } => return Err(AgentError::Refused { code, reason }),
+        HelloReply::Accept {
+            session_id,
+            resume_token,
+        } => {
+            if let Ok(mut r) = inner.resume.lock() {
+                *r = Some(resume_token);
+            }
+            session_id
+        }
+    };
+    tracing::info!(session = %session_id, edge = %target, "connected to the edge");
+    inner.status.send_modify(|s| {
+        s.connected = true;
+        s.sessions += 1;
+        s.last_error = None;
+    });
+
+    let state = Arc::new(SessionState {
+        inner: inner.clone(),
+        by_id: Mutex::new(HashMap::new()),
+        control_taken: std::sync::atomic::AtomicBool::new(false),
+        end: Mutex::new(None),
+        drain: Notify::new(),
+        close_control: Notify::new(),
+    });
+    let svc_state = state.clone();
+    let service = service_fn(move |req: http::Request<Incoming>| {
+        let state = svc_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(crate::proto::STREAM_WINDOW)
+        .initial_connection_window_size(crate::proto::CONN_WINDOW)
+        .max_concurrent_streams(u32::MAX / 2)
+        .keep_alive_interval(section.heartbeat_interval)
+        .keep_alive_timeout(section.heartbeat_tolerance)
+        .max_header_list_size(256 * 1024)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    let mut local_stop = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "session connection ended");
+                }
+                break;
+            }
+            () = stop.notified(), if !draining => {
+                draining = true;
+                local_stop = true;
+                state.close_control.notify_one();
+                conn.as_mut().graceful_shutdown();
+            }
+            () = state.drain.notified(), if !draining => {
+                draining = true;
+                state.close_control.notify_one();
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    if local_stop {
+        return Ok(SessionEnd::Stopped);
+    }
+    let end = state.end.lock().ok().and_then(|mut e| e.take());
+    Ok(end.unwrap_or(SessionEnd::Closed))
+}
+
+/// Per-session state shared with the stream handlers.
+struct SessionState {
+    inner: Arc<Inner>,
+    by_id: Mutex<HashMap<String, Arc<LocalEndpoint>>>,
+    control_taken: std::sync::atomic::AtomicBool,
+    end: Mutex<Option<SessionEnd>>,
+    drain: Notify,
+    /// Ends the control stream (the edge then stops routing new streams here).
+    close_control: Notify,
+}
+
+impl SessionState {
+    async fn handle(
+        self: &Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> http::Response<crate::body::Body> {
+        if req.uri().path() == meta::CONTROL_PATH
+            && req.method() == http::Method::POST
+            && !self
+                .control_taken
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let (tx, body) = ChannelBody::new(64);
+            let state = self.clone();
+            tokio::spawn(async move { state.control(req.into_body(), tx).await });
+            return http::Response::new(boxed(body));
+        }
+        let ep = req
+            .headers()
+            .get(meta::ENDPOINT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|id| self.by_id.lock().ok().and_then(|m| m.get(id).cloned()));
+        match ep {
+            Some(ep) => ep.serve(req).await,
+            None => crate::pages::UNKNOWN_ENDPOINT_AT_AGENT.response("unknown endpoint id"),
+        }
+    }
+
+    async fn control(self: Arc<Self>, mut incoming: Incoming, tx: mpsc::Sender<Bytes>) {
+        let endpoints = self.inner.endpoints.clone();
+        let mut pending: HashMap<u64, Arc<LocalEndpoint>> = HashMap::new();
+        for (i, ep) in endpoints.iter().enumerate() {
+            let request_id = i as u64 + 1;
+            let msg = AgentMessage::Bind(BindRequest {
+                request_id,
+                name: ep.spec.name.clone(),
+                url: ep.bound_url().or_else(|| ep.spec.url.clone()),
+                proto: ep.spec.proto,
+                policy: ep.current_policy(),
+            });
+            if send(&tx, &msg).await.is_err() {
+                return;
+            }
+            pending.insert(request_id, ep.clone());
+        }
+        let mut next_id = endpoints.len() as u64 + 1;
+        let mut decoder = Decoder::new(MAX_CONTROL_LEN);
+        let mut poll = tokio::time::interval(self.inner.options.policy_poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                f = incoming.frame() => {
+                    let Some(Ok(f)) = f else { return };
+                    let Ok(data) = f.into_data() else { continue };
+                    decoder.extend(&data);
+                    loop {
+                        match decoder.next_message::<EdgeMessage>() {
+                            Ok(Some(m)) => self.on_message(m, &mut pending),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "bad control message from the edge");
+                                self.drain.notify_one();
+                                return;
+                            }
+                        }
+                    }
+                }
+                () = self.close_control.notified() => return,
+                _ = poll.tick() => {
+                    for ep in &endpoints {
+                        let Some(id) = ep.bound_id() else { continue };
+                        if let Some(policy) = ep.reload_policy_if_changed() {
+                            tracing::info!(endpoint = %ep.spec.name, "policy file changed; updating");
+                            let msg = AgentMessage::UpdatePolicy { request_id: next_id, endpoint_id: id, policy: Some(policy) };
+                            pending.insert(next_id, ep.clone());
+                            next_id += 1;
+                            if send(&tx, &msg).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&self, m: EdgeMessage, pending: &mut HashMap<u64, Arc<LocalEndpoint>>) {
+        match m {
+            EdgeMessage::Bound {
+                request_id,
+                endpoint_id,
+                url,
+            } => {
+                let Some(ep) = pending.remove(&request_id) else {
+                    return;
+                };
+                tracing::info!(endpoint = %ep.spec.name, %url, "endpoint online");
+                ep.set_bound(&endpoint_id, &url);
+                if let Ok(mut m) = self.by_id.lock() {
+                    m.insert(endpoint_id, ep.clone());
+                }
+                let name = ep.spec.name.clone();
+                self.inner.status.send_modify(|s| {
+                    s.endpoints.insert(name, EndpointState::Bound { url });
+                });
+            }
+            EdgeMessage::Refused {
+                request_id,
+                refusal,
+            } => {
+                let Some(ep) = pending.remove(&request_id) else {
+                    return;
+                };
+                tracing::error!(endpoint = %ep.spec.name, code = %refusal.code, message = %refusal.message, "the edge refused");
+                for d in &refusal.diagnostics {
+                    tracing::error!("{d}");
+                }
+                if ep.bound_id().is_none() {
+                    let name = ep.spec.name.clone();
+                    self.inner.status.send_modify(|s| {
+                        s.endpoints.insert(name, EndpointState::Refused(refusal));
+                    });
+                }
+            }
+            EdgeMessage::Done { request_id } => {
+                pending.remove(&request_id);
+            }
+            EdgeMessage::Shutdown { reason, reconnect } => {
+                if let Ok(mut e) = self.end.lock() {
+                    *e = Some(SessionEnd::EdgeShutdown { reconnect, reason });
+                }
+                self.drain.notify_one();
+            }
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Bytes>, msg: &AgentMessage) -> Result<(), ()> {
+    let bytes = frame::encode(msg, MAX_CONTROL_LEN).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode control message");
+    })?;
+    tx.send(Bytes::from(bytes)).await.map_err(|_| ())
+}

@@ -1,0 +1,581 @@
+//! Public listeners: HTTP, HTTPS (with `tls://` passthrough by SNI), TCP endpoints, metrics.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::registry::Route;
+use super::{IpGuard, Shared};
+use crate::body::{Body, boxed, empty, full, strip_hop_by_hop};
+use crate::io::Prefixed;
+use crate::pages;
+use crate::policy_hook::{ConnDecision, ConnInfo, LocalResponse, ReqDecision, ResDecision};
+use crate::proto::control::EndpointProto;
+use crate::proto::meta;
+use crate::routing::normalize_host;
+use crate::sni::{self, ClientHelloSni};
+
+type HttpResult = Result<Response<Body>, std::io::Error>;
+
+/// Accepts with per-IP admission; returns `None` when shutting down.
+async fn accept(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+) -> Option<(TcpStream, SocketAddr, IpGuard)> {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => {
+                    let Some(guard) = shared.admit(peer.ip()) else {
+                        tracing::debug!(%peer, "connection limit per client ip reached");
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    return Some((tcp, peer, guard));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let limits = &shared.cfg.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .initial_stream_window_size(crate::proto::STREAM_WINDOW)
+        .initial_connection_window_size(crate::proto::CONN_WINDOW);
+    b
+}
+
+pub(crate) async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
+    while let Some((tcp, peer, guard)) = accept(&shared, &listener).await {
+        let local = tcp.local_addr().unwrap_or(peer);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_http_conn(
+                shared,
+                TokioIo::new(tcp),
+                peer,
+                local,
+                EndpointProto::Http,
+                None,
+            )
+            .await;
+            drop(guard);
+        });
+    }
+}
+
+async fn serve_http_conn<I>(
+    shared: Arc<Shared>,
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proto: EndpointProto,
+    sni: Option<String>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = http_builder(&shared);
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        let sni = sni.clone();
+        async move { proxy_http(shared, req, peer, local, proto, sni).await }
+    });
+    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+        tracing::debug!(%peer, error = %e, "public connection ended with an error");
+    }
+}
+
+pub(crate) async fn serve_https(shared: Arc<Shared>, listener: TcpListener) {
+    while let Some((tcp, peer, guard)) = accept(&shared, &listener).await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let header_timeout = shared.cfg.limits.header_timeout;
+            match tokio::time::timeout(header_timeout, read_client_hello(tcp)).await {
+                Ok(Ok((tcp, prefix, name))) => {
+                    let local = tcp.local_addr().unwrap_or(peer);
+                    let passthrough = name
+                        .as_deref()
+                        .and_then(|n| shared.registry().lookup_host(EndpointProto::Tls, n));
+                    if let Some(route) = passthrough {
+                        let io = Prefixed::new(prefix, tcp);
+                        pipe_raw(&shared, route, io, peer, local, name).await;
+                    } else if let Some(cfg) = shared.public_tls.clone() {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+                        let io = Prefixed::new(prefix, tcp);
+                        match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(tls)) => {
+                                serve_http_conn(
+                                    shared,
+                                    TokioIo::new(tls),
+                                    peer,
+                                    local,
+                                    EndpointProto::Https,
+                                    name,
+                                )
+                                .await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "tls handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "reading client hello failed"),
+                Err(_) => tracing::debug!(%peer, "client hello timed out"),
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// Reads until the ClientHello's SNI is known (bounded by one TLS record).
+async fn read_client_hello(
+    mut tcp: TcpStream,
+) -> std::io::Result<(TcpStream, Bytes, Option<String>)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match sni::parse(&buf) {
+            ClientHelloSni::Incomplete(need) if buf.len() < sni::MAX_RECORD => {
+                buf.reserve(need.saturating_sub(buf.len()).max(512));
+                if tcp.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            ClientHelloSni::Name(n) => return Ok((tcp, buf.freeze(), Some(n))),
+            _ => return Ok((tcp, buf.freeze(), None)),
+        }
+    }
+}
+
+pub(crate) async fn serve_tcp_endpoint(shared: Arc<Shared>, listener: TcpListener) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    while let Some((tcp, peer, guard)) = accept(&shared, &listener).await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let local = tcp.local_addr().unwrap_or(peer);
+            let route = shared.registry().lookup_port(port);
+            match route {
+                Some(route) => pipe_raw(&shared, route, tcp, peer, local, None).await,
+                None => tracing::debug!(port, "no endpoint on port"),
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// Pipes a raw public connection through a `CONNECT` stream to the agent.
+async fn pipe_raw<I>(
+    shared: &Arc<Shared>,
+    route: Route,
+    mut io: I,
+    peer: SocketAddr,
+    local: SocketAddr,
+    sni: Option<String>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let info = ConnInfo {
+        client_addr: peer,
+        local_addr: local,
+        proto: route.proto,
+        sni: sni.clone(),
+        endpoint_id: route.id.clone(),
+        endpoint_url: route.url.clone(),
+    };
+    if route.policy.on_tcp_connect(&info) == ConnDecision::Close {
+        return;
+    }
+    let Some(session) = route.session else {
+        tracing::debug!(endpoint = %route.url, "agent offline, closing connection");
+        return;
+    };
+    let Ok(_permit) = session.streams.clone().try_acquire_owned() else {
+        return;
+    };
+    let mut req = Request::new(empty());
+    *req.method_mut() = Method::CONNECT;
+    *req.version_mut() = Version::HTTP_2;
+    let Ok(uri) = format!("{}:{}", "endpoint.wicket", local.port()).parse() else {
+        return;
+    };
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    insert(h, meta::ENDPOINT, &route.id);
+    insert(h, meta::CLIENT_ADDR, &peer.to_string());
+    insert(h, meta::PROTO, route.proto.scheme());
+    if let Some(n) = &sni {
+        insert(h, meta::SNI, n);
+    }
+    let mut sender = session.sender.clone();
+    let res = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "opening tunnel stream failed");
+            return;
+        }
+    };
+    if res.status() != StatusCode::OK {
+        tracing::debug!(status = %res.status(), endpoint = %route.url, "agent refused the stream");
+        return;
+    }
+    let upgraded = match hyper::upgrade::on(res).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "tunnel upgrade failed");
+            return;
+        }
+    };
+    shared
+        .metrics
+        .streams_active
+        .fetch_add(1, Ordering::Relaxed);
+    let mut tunnel = TokioIo::new(upgraded);
+    let idle = shared.cfg.limits.idle_timeout;
+    let r = crate::io::copy_with_idle(&mut io, &mut tunnel, idle).await;
+    shared
+        .metrics
+        .streams_active
+        .fetch_sub(1, Ordering::Relaxed);
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "pipe ended");
+    }
+}
+
+fn insert(h: &mut http::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn local_response(r: LocalResponse) -> Response<Body> {
+    let mut res = Response::new(full(r.body));
+    *res.status_mut() = r.status;
+    *res.headers_mut() = r.headers;
+    res
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?.to_owned(),
+    };
+    normalize_host(&raw)
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
+    let conn_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !conn_upgrade || req.version() != Version::HTTP_11 {
+        return None;
+    }
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn proxy_http(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proto: EndpointProto,
+    sni: Option<String>,
+) -> HttpResult {
+    let start = Instant::now();
+    let Some(host) = request_host(&req) else {
+        return Ok(pages::BAD_HOST.response("missing or invalid Host header"));
+    };
+    let Some(route) = shared.registry().lookup_host(proto, &host) else {
+        let res = pages::ENDPOINT_NOT_FOUND.response(&format!("{}://{host}", proto.scheme()));
+        shared
+            .metrics
+            .record_request("-", res.status().as_u16(), start.elapsed());
+        return Ok(res);
+    };
+    let res = forward(&shared, req, &host, peer, local, proto, sni, &route).await?;
+    shared
+        .metrics
+        .record_request(&route.url, res.status().as_u16(), start.elapsed());
+    Ok(res)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    shared: &Arc<Shared>,
+    mut req: Request<Incoming>,
+    host: &str,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proto: EndpointProto,
+    sni: Option<String>,
+    route: &Route,
+) -> HttpResult {
+    let info = ConnInfo {
+        client_addr: peer,
+        local_addr: local,
+        proto,
+        sni,
+        endpoint_id: route.id.clone(),
+        endpoint_url: route.url.clone(),
+    };
+    let Some(session) = route.session.clone() else {
+        return Ok(pages::AGENT_OFFLINE.response(&route.url));
+    };
+    let upgrade = is_upgrade(&req);
+    let public_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    match route.policy.on_http_request(&mut parts, &info) {
+        ReqDecision::Forward => {}
+        ReqDecision::Respond(r) => return Ok(local_response(r)),
+        ReqDecision::Close => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "closed by policy",
+            ));
+        }
+    }
+    let orig_parts = clone_parts(&parts);
+    let Ok(permit) = session.streams.clone().try_acquire_owned() else {
+        return Ok(pages::TOO_MANY_STREAMS.response(&route.url));
+    };
+
+    // Tunnel request head: public headers minus reserved and hop-by-hop ones, plus forwarding
+    // headers and stream metadata.
+    let mut headers = std::mem::take(&mut parts.headers);
+    let reserved: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| meta::is_reserved(k.as_str()))
+        .cloned()
+        .collect();
+    for k in reserved {
+        headers.remove(&k);
+    }
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    insert(&mut headers, "x-forwarded-for", &xff);
+    insert(&mut headers, "x-forwarded-proto", proto.scheme());
+    insert(&mut headers, "x-forwarded-host", host);
+    insert(&mut headers, meta::ENDPOINT, &route.id);
+    insert(&mut headers, meta::CLIENT_ADDR, &peer.to_string());
+    insert(&mut headers, meta::PROTO, proto.scheme());
+    if let Some(n) = &info.sni {
+        insert(&mut headers, meta::SNI, n);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+
+    let mut treq = Request::new(empty());
+    *treq.version_mut() = Version::HTTP_2;
+    if let Some(up) = &upgrade {
+        *treq.method_mut() = Method::CONNECT;
+        *treq.uri_mut() = format!("{host}:{}", local.port())
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("bad authority: {e}")))?;
+        insert(&mut headers, meta::UPGRADE, up);
+        insert(&mut headers, meta::METHOD, parts.method.as_str());
+        insert(&mut headers, meta::PATH, &path);
+    } else {
+        *treq.method_mut() = parts.method.clone();
+        *treq.uri_mut() = format!("{}://{host}{path}", proto.scheme())
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("bad uri: {e}")))?;
+        *treq.body_mut() = boxed(body);
+    }
+    *treq.headers_mut() = headers;
+
+    let mut sender = session.sender.clone();
+    let tres = match sender.send_request(treq).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, endpoint = %route.url, "tunnel stream failed");
+            return Ok(pages::TUNNEL_FAILED.response(&route.url));
+        }
+    };
+
+    if let (Some(up), Some(public_upgrade)) = (upgrade, public_upgrade) {
+        return Ok(finish_upgrade(shared, tres, up, public_upgrade, permit));
+    }
+
+    let (mut rparts, rbody) = tres.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    rparts.headers.remove(meta::STATUS);
+    rparts.version = Version::HTTP_11;
+    if let ResDecision::Respond(r) = route
+        .policy
+        .on_http_response(&mut rparts, &orig_parts, &info)
+    {
+        return Ok(local_response(r));
+    }
+    let streams = shared.metrics.clone();
+    streams.streams_active.fetch_add(1, Ordering::Relaxed);
+    let guard = StreamGuard {
+        metrics: streams,
+        _permit: permit,
+    };
+    // The guard lives as long as the response body: the stream counts until it ends.
+    let body = rbody.map_frame(move |f| {
+        let _ = &guard;
+        f
+    });
+    Ok(Response::from_parts(rparts, boxed(body)))
+}
+
+struct StreamGuard {
+    metrics: Arc<crate::metrics::Metrics>,
+    _permit: super::StreamPermit,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.metrics.streams_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = p.method.clone();
+    *r.uri_mut() = p.uri.clone();
+    *r.version_mut() = p.version;
+    *r.headers_mut() = p.headers.clone();
+    r.into_parts().0
+}
+
+fn finish_upgrade(
+    shared: &Arc<Shared>,
+    mut tres: Response<Incoming>,
+    proto: String,
+    public_upgrade: hyper::upgrade::OnUpgrade,
+    permit: super::StreamPermit,
+) -> Response<Body> {
+    let switched = tres.status() == StatusCode::OK
+        && tres.headers().get(meta::STATUS).is_some_and(|v| v == "101");
+    if !switched {
+        let status = tres
+            .headers()
+            .get(meta::STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(tres.status());
+        let (mut parts, body) = tres.into_parts();
+        parts.status = status;
+        parts.headers.remove(meta::STATUS);
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        return Response::from_parts(parts, boxed(body));
+    }
+    let tunnel_upgrade = hyper::upgrade::on(&mut tres);
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut headers = std::mem::take(tres.headers_mut());
+    headers.remove(meta::STATUS);
+    strip_hop_by_hop(&mut headers);
+    insert(&mut headers, "connection", "upgrade");
+    if let Ok(v) = HeaderValue::from_str(&proto) {
+        headers.insert(header::UPGRADE, v);
+    }
+    *res.headers_mut() = headers;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let (Ok(public), Ok(tunnel)) = (public_upgrade.await, tunnel_upgrade.await) else {
+            tracing::debug!("upgrade did not complete");
+            return;
+        };
+        shared
+            .metrics
+            .streams_active
+            .fetch_add(1, Ordering::Relaxed);
+        let idle = shared.cfg.limits.idle_timeout;
+        let r =
+            crate::io::copy_with_idle(&mut TokioIo::new(public), &mut TokioIo::new(tunnel), idle)
+                .await;
+        shared
+            .metrics
+            .streams_active
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    });
+    res
+}
+
+pub(crate) async fn serve_metrics(shared: Arc<Shared>, listener: TcpListener) {
+    while let Some((tcp, _peer, guard)) = accept(&shared, &listener).await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move {
+                    let res = if req.uri().path() == "/metrics" {
+                        let mut r = Response::new(full(shared.metrics.render()));
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    } else {
+                        let mut r = Response::new(full("not found\n"));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    Ok::<_, Infallible>(res)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+            drop(guard);
+        });
+    }
+}

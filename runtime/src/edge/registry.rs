@@ -1,0 +1,193 @@
+//! The edge's table of bound endpoints and the routes to them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http2::SendRequest;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::body::Body;
+use crate::policy_hook::EndpointPolicy;
+use crate::proto::control::EndpointProto;
+use crate::routing::{HostPattern, HostTable};
+
+/// A live session an endpoint is served by.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionLink {
+    pub id: u64,
+    pub sender: SendRequest<Body>,
+    pub streams: Arc<Semaphore>,
+}
+
+/// Where the public reaches an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteKey {
+    Host(EndpointProto, HostPattern),
+    Port(u16),
+}
+
+/// Aborts a task when dropped (TCP endpoint listeners live as long as their endpoint).
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub proto: EndpointProto,
+    pub key: RouteKey,
+    pub owner: String,
+    pub resume: String,
+    pub session: Option<SessionLink>,
+    pub policy: Arc<dyn EndpointPolicy>,
+    pub offline_since: Option<Instant>,
+    pub _listener: Option<AbortOnDrop>,
+}
+
+/// What a public connection needs to know, cloned out of the table.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub id: String,
+    pub url: String,
+    pub proto: EndpointProto,
+    pub session: Option<SessionLink>,
+    pub policy: Arc<dyn EndpointPolicy>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    http: HostTable<String>,
+    https: HostTable<String>,
+    tls: HostTable<String>,
+    tcp: HashMap<u16, String>,
+    pub endpoints: HashMap<String, Endpoint>,
+}
+
+impl Registry {
+    fn table(&self, proto: EndpointProto) -> Option<&HostTable<String>> {
+        match proto {
+            EndpointProto::Http => Some(&self.http),
+            EndpointProto::Https => Some(&self.https),
+            EndpointProto::Tls => Some(&self.tls),
+            EndpointProto::Tcp => None,
+        }
+    }
+
+    fn table_mut(&mut self, proto: EndpointProto) -> Option<&mut HostTable<String>> {
+        match proto {
+            EndpointProto::Http => Some(&mut self.http),
+            EndpointProto::Https => Some(&mut self.https),
+            EndpointProto::Tls => Some(&mut self.tls),
+            EndpointProto::Tcp => None,
+        }
+    }
+
+    fn route_of(&self, id: &str) -> Option<Route> {
+        self.endpoints.get(id).map(|e| Route {
+            id: e.id.clone(),
+            url: e.url.clone(),
+            proto: e.proto,
+            session: e.session.clone(),
+            policy: e.policy.clone(),
+        })
+    }
+
+    /// The endpoint serving `host` over `proto`.
+    pub fn lookup_host(&self, proto: EndpointProto, host: &str) -> Option<Route> {
+        let id = self.table(proto)?.lookup(host)?;
+        self.route_of(id)
+    }
+
+    /// The endpoint on edge port `port`.
+    pub fn lookup_port(&self, port: u16) -> Option<Route> {
+        self.route_of(self.tcp.get(&port)?)
+    }
+
+    /// The id of the endpoint bound at `key`, if any.
+    pub fn find(&self, key: &RouteKey) -> Option<&str> {
+        match key {
+            RouteKey::Host(proto, p) => self.table(*proto)?.get(p).map(String::as_str),
+            RouteKey::Port(port) => self.tcp.get(port).map(String::as_str),
+        }
+    }
+
+    /// True when `port` is taken by an endpoint.
+    pub fn port_in_use(&self, port: u16) -> bool {
+        self.tcp.contains_key(&port)
+    }
+
+    /// Adds an endpoint and its route.
+    pub fn insert(&mut self, ep: Endpoint) {
+        match &ep.key {
+            RouteKey::Host(proto, p) => {
+                if let Some(t) = self.table_mut(*proto) {
+                    t.insert(p, ep.id.clone());
+                }
+            }
+            RouteKey::Port(port) => {
+                self.tcp.insert(*port, ep.id.clone());
+            }
+        }
+        self.endpoints.insert(ep.id.clone(), ep);
+    }
+
+    /// Removes an endpoint and its route.
+    pub fn remove(&mut self, id: &str) -> Option<Endpoint> {
+        let ep = self.endpoints.remove(id)?;
+        match &ep.key {
+            RouteKey::Host(proto, p) => {
+                if let Some(t) = self.table_mut(*proto) {
+                    t.remove(p);
+                }
+            }
+            RouteKey::Port(port) => {
+                self.tcp.remove(port);
+            }
+        }
+        Some(ep)
+    }
+
+    /// Marks every endpoint of session `sid` offline; returns how many.
+    pub fn session_gone(&mut self, sid: u64) -> usize {
+        let now = Instant::now();
+        let mut n = 0;
+        for ep in self.endpoints.values_mut() {
+            if ep.session.as_ref().is_some_and(|s| s.id == sid) {
+                ep.session = None;
+                ep.offline_since = Some(now);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops endpoints offline for longer than `retention`.
+    pub fn expire(&mut self, retention: Duration) {
+        let now = Instant::now();
+        let stale: Vec<String> = self
+            .endpoints
+            .values()
+            .filter(|e| {
+                e.offline_since
+                    .is_some_and(|t| now.duration_since(t) > retention)
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        for id in stale {
+            self.remove(&id);
+        }
+    }
+
+    /// Removes everything (shutdown): closes TCP endpoint listeners.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}

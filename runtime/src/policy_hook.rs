@@ -1,0 +1,176 @@
+//! The integration point between the runtime and the policy engine.
+//!
+//! The edge asks an [`EndpointPolicy`] at each phase; endpoints without a policy use
+//! [`PassThrough`]. A [`PolicyCompiler`] turns the policy text an agent sends at bind time into an
+//! `EndpointPolicy`. Until the compiler/evaluator (`Program::eval`) is wired in, the only compiler
+//! is [`Unavailable`], which refuses every policy: an endpoint that asks for a policy is never
+//! served without it (fail closed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::proto::control::{EndpointProto, PolicySource, Refusal};
+
+/// What is known about a public connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The public client's address.
+    pub client_addr: SocketAddr,
+    /// The edge address the client connected to.
+    pub local_addr: SocketAddr,
+    /// The endpoint's public protocol.
+    pub proto: EndpointProto,
+    /// The TLS server name, when the client sent one.
+    pub sni: Option<String>,
+    /// The endpoint id.
+    pub endpoint_id: String,
+    /// The endpoint URL.
+    pub endpoint_url: String,
+}
+
+/// Decision for a new connection (`on_tcp_connect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnDecision {
+    /// Carry on.
+    Allow,
+    /// Close the connection immediately.
+    Close,
+}
+
+/// A response generated at the edge instead of forwarding.
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Decision for a request (`on_http_request`).
+#[derive(Debug, Clone)]
+pub enum ReqDecision {
+    /// Forward the (possibly modified) request.
+    Forward,
+    /// Answer with this response and do not forward.
+    Respond(LocalResponse),
+    /// Close the client connection without a response.
+    Close,
+}
+
+/// Decision for a response (`on_http_response`).
+#[derive(Debug, Clone)]
+pub enum ResDecision {
+    /// Send the (possibly modified) response.
+    Forward,
+    /// Replace the upstream response with this one.
+    Respond(LocalResponse),
+}
+
+/// A compiled policy attached to an endpoint, asked at each phase.
+pub trait EndpointPolicy: Send + Sync + std::fmt::Debug {
+    /// Runs when a public connection is accepted.
+    fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision;
+    /// Runs for every HTTP request before it is forwarded; may edit the request head.
+    fn on_http_request(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> ReqDecision;
+    /// Runs for every HTTP response before it is returned; may edit the response head.
+    fn on_http_response(
+        &self,
+        res: &mut http::response::Parts,
+        req: &http::request::Parts,
+        conn: &ConnInfo,
+    ) -> ResDecision;
+}
+
+/// The policy of endpoints that have none: everything passes unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl EndpointPolicy for PassThrough {
+    fn on_tcp_connect(&self, _conn: &ConnInfo) -> ConnDecision {
+        ConnDecision::Allow
+    }
+    fn on_http_request(&self, _req: &mut http::request::Parts, _conn: &ConnInfo) -> ReqDecision {
+        ReqDecision::Forward
+    }
+    fn on_http_response(
+        &self,
+        _res: &mut http::response::Parts,
+        _req: &http::request::Parts,
+        _conn: &ConnInfo,
+    ) -> ResDecision {
+        ResDecision::Forward
+    }
+}
+
+/// Error code for a refused policy.
+pub const ERR_POLICY_REFUSED: &str = "ERR_WICKET_4300";
+
+/// Turns policy text into an [`EndpointPolicy`], or refuses it with diagnostics.
+pub trait PolicyCompiler: Send + Sync + std::fmt::Debug {
+    /// Loads, lints and compiles `source` for an endpoint of protocol `proto`.
+    fn compile(
+        &self,
+        source: &PolicySource,
+        proto: EndpointProto,
+    ) -> Result<Arc<dyn EndpointPolicy>, Refusal>;
+}
+
+/// The message every policy is refused with while no engine is linked in.
+pub const UNAVAILABLE_MESSAGE: &str = "traffic policy enforcement is not available in this build";
+
+/// The compiler used until the policy engine is wired in: refuses every policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unavailable;
+
+impl PolicyCompiler for Unavailable {
+    fn compile(
+        &self,
+        source: &PolicySource,
+        _proto: EndpointProto,
+    ) -> Result<Arc<dyn EndpointPolicy>, Refusal> {
+        Err(Refusal {
+            code: ERR_POLICY_REFUSED.into(),
+            message: format!("{UNAVAILABLE_MESSAGE} (policy from `{}`)", source.origin),
+            diagnostics: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_refuses_every_policy() {
+        let src = PolicySource {
+            origin: "p.yml".into(),
+            text: "on_http_request: []".into(),
+        };
+        let err = Unavailable.compile(&src, EndpointProto::Https).unwrap_err();
+        assert_eq!(err.code, ERR_POLICY_REFUSED);
+        assert!(err.message.contains(UNAVAILABLE_MESSAGE), "{}", err.message);
+    }
+
+    #[test]
+    fn pass_through_allows_everything() {
+        let conn = ConnInfo {
+            client_addr: "127.0.0.1:1".parse().unwrap(),
+            local_addr: "127.0.0.1:2".parse().unwrap(),
+            proto: EndpointProto::Http,
+            sni: None,
+            endpoint_id: "ep_1".into(),
+            endpoint_url: "http://a.test".into(),
+        };
+        assert_eq!(PassThrough.on_tcp_connect(&conn), ConnDecision::Allow);
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        assert!(matches!(
+            PassThrough.on_http_request(&mut parts, &conn),
+            ReqDecision::Forward
+        ));
+    }
+}
