@@ -5,7 +5,9 @@
 //! literals, backtick-quoted names and `//` comments do not count (`${ {'a': '}'}['a'] }`).
 //!
 //! **Escape:** `$${` stands for a literal `${` (no interpolation). No other sequence is special:
-//! a `$` not followed by `{` is literal text, and so is a lone `}`.
+//! a `$` not followed by `{` is literal text, and so is a lone `}`. (As with Terraform's same
+//! escape, a literal `$` directly before an interpolation cannot be written as `$${x}`, which
+//! is the text `${x}`; write `${'$'}${x}`.)
 //!
 //! Expression spans are relative to the whole template string, so a caller that knows where
 //! the string starts in its file can map them there.

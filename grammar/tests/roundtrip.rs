@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 use wicket_grammar::ast::{Comprehension, ListElement, MapEntry, StructField};
+use wicket_grammar::template::{TemplatePart, parse_template};
 use wicket_grammar::{
     BinaryOp, Expr, ExprKind, Ident, Literal, Macro, Span, UnaryOp, parse, print,
 };
@@ -300,5 +301,38 @@ proptest! {
         );
         // Printing is canonical: the re-parsed tree prints the same way.
         prop_assert_eq!(print(&parsed), printed);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// An expression embedded in a template comes back with spans relative to the template:
+    /// the text at the expression's span is the printed expression.
+    #[test]
+    fn template_interpolations_have_template_relative_spans(
+        before in "[^$]{0,6}",
+        e in arb_expr(),
+        after in "[^$]{0,6}",
+        pad in " {0,2}",
+    ) {
+        let printed = print(&e);
+        let src = format!("{before}${{{pad}{printed}{pad}}}{after}");
+        let t = parse_template(&src)
+            .map_err(|err| TestCaseError::fail(format!("{src:?}: {err}")))?;
+        let exprs: Vec<_> = t
+            .parts()
+            .iter()
+            .filter_map(|p| match p {
+                TemplatePart::Expr { expr, span } => Some((expr, *span)),
+                TemplatePart::Text { .. } => None,
+            })
+            .collect();
+        prop_assert_eq!(exprs.len(), 1);
+        let (expr, span) = exprs[0];
+        prop_assert!(expr.eq_ignoring_spans(&e));
+        prop_assert_eq!(&src[expr.span.range()], printed.as_str());
+        prop_assert_eq!(span.range(), before.len()..before.len() + printed.len() + 2 * pad.len() + 3);
+        prop_assert_eq!(t.is_single_interpolation(), before.is_empty() && after.is_empty());
     }
 }
