@@ -94,3 +94,54 @@ fn conformance_values_check_without_errors() {
     }
     assert!(failures.is_empty(), "{} false errors", failures.len());
 }
+
+/// Type deduction: cases with an expected `deduced_type` (no declarations, no protobuf).
+#[test]
+fn conformance_deduced_types() {
+    let dir = std::env::var("WICKET_CEL_CONFORMANCE_DIR").map_or_else(
+        |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/cel-conformance"),
+        Into::into,
+    );
+    let Ok(text) = std::fs::read_to_string(dir.join("type_deduction.json")) else {
+        println!("skipped: no conformance corpus at {}", dir.display());
+        return;
+    };
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&text).expect("corpus JSON");
+    let ctx = CheckContext::new(Phase::HttpRequest);
+    let (mut total, mut mismatches) = (0usize, Vec::new());
+    for case in &cases {
+        let deduced = case
+            .get("expected")
+            .and_then(|e| e.get("deduced_type"))
+            .and_then(serde_json::Value::as_str);
+        let declares = case
+            .get("type_env")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        let (Some(deduced), Some(expr), false) = (
+            deduced,
+            case.get("expr").and_then(serde_json::Value::as_str),
+            declares || case.get("needs_proto").and_then(serde_json::Value::as_bool) == Some(true),
+        ) else {
+            continue;
+        };
+        total += 1;
+        let ty = check_source(expr, &ctx, Expected::Any).ty.to_string();
+        let ours = if ty == "null" {
+            "null_type".to_owned()
+        } else {
+            ty
+        };
+        if ours != deduced {
+            mismatches.push(format!("`{expr}`: expected {deduced}, got {ours}"));
+        }
+    }
+    println!(
+        "conformance (types): {}/{total} deduced types match",
+        total - mismatches.len()
+    );
+    for m in &mismatches {
+        println!("  {m}");
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}

@@ -246,7 +246,7 @@ impl Checker<'_> {
                         Some(prev) => prev.join(&t),
                     });
                 }
-                Type::list(elem.unwrap_or(Type::Dyn))
+                Type::list(elem.unwrap_or(Type::Free))
             }
             ExprKind::Map(entries) => {
                 let mut kt: Option<Type> = None;
@@ -278,7 +278,7 @@ impl Checker<'_> {
                     kt = Some(kt.map_or(k.clone(), |p| p.join(&k)));
                     vt = Some(vt.map_or(v.clone(), |p| p.join(&v)));
                 }
-                Type::map(kt.unwrap_or(Type::Dyn), vt.unwrap_or(Type::Dyn))
+                Type::map(kt.unwrap_or(Type::Free), vt.unwrap_or(Type::Free))
             }
             ExprKind::Struct { type_name, fields } => {
                 for f in fields {
@@ -1605,7 +1605,12 @@ impl Checker<'_> {
             self.expr(operand, d)
         };
         match ot {
-            Type::Map(..) | Type::Dyn | Type::Error | Type::Param(_) | Type::Optional(_) => {}
+            Type::Map(..)
+            | Type::Dyn
+            | Type::Error
+            | Type::Param(_)
+            | Type::Free
+            | Type::Optional(_) => {}
             Type::Object(def) => {
                 if def.field(&field.name).is_none() {
                     self.error(
@@ -1711,7 +1716,7 @@ fn substitute(spec: TypeSpec, b: &[(&'static str, Type)]) -> Type {
         TypeSpec::Param(p) => b
             .iter()
             .find(|(n, _)| *n == p)
-            .map_or(Type::Dyn, |(_, t)| t.clone()),
+            .map_or(Type::Free, |(_, t)| t.clone()),
         TypeSpec::List(e) => Type::list(substitute(*e, b)),
         TypeSpec::Optional(e) => Type::Optional(Box::new(substitute(*e, b))),
         TypeSpec::Map(k, v) => Type::map(substitute(*k, b), substitute(*v, b)),

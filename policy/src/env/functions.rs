@@ -23,7 +23,8 @@ const LDYN: TypeSpec = TypeSpec::List(&DYN);
 const MKV: TypeSpec = TypeSpec::Map(&K, &V);
 const MSD: TypeSpec = TypeSpec::Map(&S, &DYN);
 const OA: TypeSpec = TypeSpec::Optional(&A);
-const ODYN: TypeSpec = TypeSpec::Optional(&DYN);
+/// `optional.none()`: an optional of an unbound type parameter (free, shown as `dyn`).
+const ONONE: TypeSpec = TypeSpec::Optional(&A);
 const LOA: TypeSpec = TypeSpec::List(&OA);
 const CK: TypeSpec = TypeSpec::Object(&COOKIE);
 const IP: TypeSpec = TypeSpec::Object(&NET_IP);
@@ -872,7 +873,7 @@ pub static FUNCTIONS: &[FnDef] = &[
         OA,
         "an optional, empty for a zero value",
     ),
-    g(OPTIONALS, "optional.none", &[], ODYN, "the empty optional"),
+    g(OPTIONALS, "optional.none", &[], ONONE, "the empty optional"),
     m(
         OPTIONALS,
         "hasValue",

@@ -37,6 +37,10 @@ pub enum Type {
     Object(&'static ObjectDef),
     /// A type parameter of a generic overload (only inside the function table).
     Param(&'static str),
+    /// An unconstrained type: the element of `[]`, the value of `optional.none()`, an unbound
+    /// type parameter. Compatible with everything; joined with another type it becomes that
+    /// type (`[[], [1]]` is `list(list(int))`). Shown as `dyn`.
+    Free,
     /// The type of an expression whose checking failed; compatible with everything so that
     /// one mistake produces one diagnostic.
     Error,
@@ -150,7 +154,7 @@ impl Type {
     /// earlier error).
     #[must_use]
     pub fn is_dyn(&self) -> bool {
-        matches!(self, Type::Dyn | Type::Error | Type::Param(_))
+        matches!(self, Type::Dyn | Type::Error | Type::Param(_) | Type::Free)
     }
 
     /// Whether the type is `int`, `uint` or `double`.
@@ -163,7 +167,7 @@ impl Type {
     #[must_use]
     pub fn contains_dyn(&self) -> bool {
         match self {
-            Type::Dyn | Type::Error | Type::Param(_) => true,
+            Type::Dyn | Type::Error | Type::Param(_) | Type::Free => true,
             Type::List(e) | Type::Optional(e) => e.contains_dyn(),
             Type::Map(k, v) => k.contains_dyn() || v.contains_dyn(),
             _ => false,
@@ -188,11 +192,13 @@ impl Type {
     }
 
     /// The least general type covering both (for list literals, ternaries): the type itself
-    /// when equal, `dyn` otherwise.
+    /// when equal, the other one when one is unconstrained ([`Type::Free`]) or `null` against
+    /// an optional, `dyn` otherwise.
     #[must_use]
     pub fn join(&self, other: &Type) -> Type {
         match (self, other) {
-            (Type::Error, t) | (t, Type::Error) => t.clone(),
+            (Type::Error | Type::Free, t) | (t, Type::Error | Type::Free) => t.clone(),
+            (Type::Null, t @ Type::Optional(_)) | (t @ Type::Optional(_), Type::Null) => t.clone(),
             (Type::List(a), Type::List(b)) => Type::list(a.join(b)),
             (Type::Optional(a), Type::Optional(b)) => Type::Optional(Box::new(a.join(b))),
             (Type::Map(ka, va), Type::Map(kb, vb)) => Type::map(ka.join(kb), va.join(vb)),
@@ -216,9 +222,9 @@ impl fmt::Display for Type {
             Type::Duration => f.write_str("duration"),
             Type::List(e) => write!(f, "list({e})"),
             Type::Map(k, v) => write!(f, "map({k}, {v})"),
-            Type::Dyn | Type::Error => f.write_str("dyn"),
+            Type::Dyn | Type::Error | Type::Free => f.write_str("dyn"),
             Type::Type => f.write_str("type"),
-            Type::Optional(e) => write!(f, "optional({e})"),
+            Type::Optional(e) => write!(f, "optional_type({e})"),
             Type::Object(o) => f.write_str(o.name),
             Type::Param(p) => f.write_str(p),
         }
@@ -248,5 +254,9 @@ mod tests {
         assert_eq!(Type::Int.join(&Type::String), Type::Dyn);
         assert_eq!(Type::Int.join(&Type::Int), Type::Int);
         assert_eq!(Type::Error.join(&Type::Int), Type::Int);
+        let empty = Type::list(Type::Free);
+        let nested = Type::list(Type::list(Type::Int));
+        assert_eq!(empty.join(&nested), nested);
+        assert_eq!(Type::list(Type::Free).to_string(), "list(dyn)");
     }
 }
