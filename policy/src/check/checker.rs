@@ -1127,13 +1127,16 @@ impl Checker<'_> {
             self.error(codes::UNKNOWN_FUNCTION, span, msg, Some(help));
             return;
         }
+        // Suggest documented functions of the same call style, never operators.
+        let kind = if member {
+            FnKind::Member
+        } else {
+            FnKind::Global
+        };
         let names: Vec<&str> = Env::function_names()
             .filter(|n| {
-                !n.contains('_')
-                    || n.contains('.')
-                    || n.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                Env::functions(n).any(|(_, f)| f.kind == kind && f.origin != FnOrigin::Undocumented)
             })
-            .filter(|n| !n.starts_with('_') && !n.starts_with('@') && !n.ends_with('_'))
             .collect();
         let help = suggest::closest(name, names).map(|s| format!("did you mean `{s}`?"));
         self.error(
