@@ -5,6 +5,7 @@
 //! conjunct on an input no action can change during the phase and index the rules by it.
 
 pub mod expr;
+pub mod from_policy;
 pub mod ir;
 
 use std::collections::HashMap;
