@@ -161,6 +161,16 @@ pub(crate) fn to_text(v: &Value, out: &mut String) {
     }
 }
 
+/// A value as shown to people: strings quoted, lists and maps as JSON.
+pub(crate) fn display(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::List(_) => to_text(v, &mut out),
+        _ => json_text(v, &mut out),
+    }
+    out
+}
+
 fn json_text(v: &Value, out: &mut String) {
     match v {
         Value::String(s) => {

@@ -69,7 +69,7 @@ pub fn compile_with(policy: &PolicyIr, options: Options) -> Result<Program, Comp
         let index = if options.no_index {
             Index::default()
         } else {
-            build_index(&compiled)
+            build_index(&mut compiled)
         };
         *slot = PhaseProgram {
             rules: compiled,
@@ -125,7 +125,9 @@ fn compile_rule(phase: Phase, index: usize, rule: &RuleIr) -> Result<Rule, Compi
         label,
         cond,
         exprs,
+        sources: rule.expressions.clone(),
         actions: compiled,
+        guard: None,
     })
 }
 
@@ -173,14 +175,21 @@ fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
     }
 }
 
-fn build_index(rules: &[Rule]) -> Index {
+fn build_index(rules: &mut [Rule]) -> Index {
     let mut index = Index::default();
     let mut exact: HashMap<StrField, FieldIndex> = HashMap::new();
     let mut prefix = FieldIndex::default();
     let mut url_mutable = false;
+    let mut guards: Vec<Option<&'static str>> = Vec::with_capacity(rules.len());
     for (i, rule) in rules.iter().enumerate() {
         let id = u32::try_from(i).unwrap_or(u32::MAX);
-        match guard_of(&rule.cond, url_mutable) {
+        let guard = guard_of(&rule.cond, url_mutable);
+        guards.push(match &guard {
+            Some(Guard::Exact(field, _)) => Some(field.name()),
+            Some(Guard::Prefix(_)) => Some("req.url.path (prefix)"),
+            None => None,
+        });
+        match guard {
             Some(Guard::Exact(field, values)) => {
                 let fi = exact.entry(field).or_default();
                 for v in values {
@@ -202,6 +211,9 @@ fn build_index(rules: &[Rule]) -> Index {
     let guarded = rules.len() - index.always.len();
     if guarded < 8 {
         return Index::default();
+    }
+    for (rule, guard) in rules.iter_mut().zip(guards) {
+        rule.guard = guard;
     }
     let mut exact: Vec<(StrField, FieldIndex)> = exact.into_iter().collect();
     exact.sort_by_key(|(f, _)| *f as u8);
@@ -288,5 +300,17 @@ mod tests {
         let r = OwnedRequest::parse("GET https://other.test/p/x").unwrap();
         let out = p.eval(Phase::HttpRequest, &r, &mut s);
         assert!(matches!(out.decision, Decision::Error { .. }), "{out:?}");
+
+        let r = OwnedRequest::parse("GET https://h42.test/p/x").unwrap();
+        let (out, trace) = p.explain(Phase::HttpRequest, &r, &mut s);
+        assert_eq!(out.decision, Decision::Deny { status: 418 });
+        assert_eq!(trace.len(), 101);
+        assert_eq!(
+            trace[0].result,
+            crate::program::RuleResult::SkippedByIndex("req.host")
+        );
+        assert_eq!(trace[42].result, crate::program::RuleResult::Matched);
+        assert_eq!(trace[42].expressions[0].1, Ok("true".to_owned()));
+        assert_eq!(trace[100].result, crate::program::RuleResult::Matched);
     }
 }

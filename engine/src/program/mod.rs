@@ -162,7 +162,37 @@ pub(crate) struct Rule {
     pub cond: Node,
     /// The expressions as written (desugared), for the reference reading and `--explain`.
     pub exprs: Vec<Expr>,
+    /// The expressions' source texts.
+    pub sources: Vec<String>,
     pub actions: Vec<Action>,
+    /// The input the index guards the rule on, if any.
+    pub guard: Option<&'static str>,
+}
+
+/// How one rule fared in an explained evaluation ([`Program::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleResult {
+    /// The index ruled it out without evaluating it: its guard on this input is false.
+    SkippedByIndex(&'static str),
+    /// Its expressions are not all true.
+    NotMatched,
+    /// It matched and its actions ran.
+    Matched,
+    /// Evaluating it failed; the phase ended closed.
+    Error(String),
+    /// An earlier rule ended the phase.
+    NotReached,
+}
+
+/// The trace of one rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTrace {
+    /// The rule label.
+    pub rule: Arc<str>,
+    /// What happened to it.
+    pub result: RuleResult,
+    /// Each expression's source and value (or error), when it was evaluated.
+    pub expressions: Vec<(String, Result<String, String>)>,
 }
 
 /// Per-phase rule indexes.
@@ -281,6 +311,35 @@ impl Program {
         }
     }
 
+    /// Evaluates `phase` like [`Program::eval`] and reports, for every rule, whether the index
+    /// skipped it, the value of each expression and whether it matched.
+    pub fn explain<'s, V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        scratch: &'s mut Scratch,
+    ) -> (Outcome<'s>, Vec<RuleTrace>) {
+        scratch.reset();
+        let mut trace = Vec::new();
+        let decision =
+            self.run_traced(phase, view, scratch, 0, 0, Mode::Compiled, Some(&mut trace));
+        let ph = &self.phases[phase_index(phase)];
+        for rule in ph.rules.iter().skip(trace.len()) {
+            trace.push(RuleTrace {
+                rule: rule.label.clone(),
+                result: RuleResult::NotReached,
+                expressions: Vec::new(),
+            });
+        }
+        (
+            Outcome {
+                decision,
+                effects: &scratch.effects,
+            },
+            trace,
+        )
+    }
+
     /// Continues a phase after an external action ([`Decision::External`]) or a failed
     /// `forward-internal` with `on_error: continue`. Effects produced before the suspension are
     /// kept in `scratch` and included in the outcome.
@@ -342,6 +401,23 @@ impl Program {
         start_action: u32,
         mode: Mode,
     ) -> Decision {
+        self.run_traced(phase, view, st, start_rule, start_action, mode, None)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal; the public entry points are small"
+    )]
+    fn run_traced<V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        st: &mut Scratch,
+        start_rule: u32,
+        start_action: u32,
+        mode: Mode,
+        mut trace: Option<&mut Vec<RuleTrace>>,
+    ) -> Decision {
         let ph = &self.phases[phase_index(phase)];
         let indexed = mode == Mode::Compiled && !ph.index.is_trivial();
         let mut cands = std::mem::take(&mut st.candidates);
@@ -349,10 +425,16 @@ impl Program {
             cands.clear();
             Self::candidates(&ph.index, view, st, &mut cands);
         }
-        let count = if indexed { cands.len() } else { ph.rules.len() };
+        // Walk the candidates only; when tracing, walk every rule and report the skipped ones.
+        let walk_candidates = indexed && trace.is_none();
+        let count = if walk_candidates {
+            cands.len()
+        } else {
+            ph.rules.len()
+        };
         let mut decision = Decision::Continue;
         let order = (0..count).map(|i| {
-            if indexed {
+            if walk_candidates {
                 cands[i]
             } else {
                 u32::try_from(i).unwrap_or(u32::MAX)
@@ -365,6 +447,32 @@ impl Program {
             let Some(rule) = ph.rules.get(r as usize) else {
                 continue;
             };
+            if let Some(t) = trace.as_deref_mut() {
+                if indexed && cands.binary_search(&r).is_err() {
+                    t.push(RuleTrace {
+                        rule: rule.label.clone(),
+                        result: RuleResult::SkippedByIndex(rule.guard.unwrap_or("index")),
+                        expressions: Vec::new(),
+                    });
+                    continue;
+                }
+                let expressions = rule
+                    .sources
+                    .iter()
+                    .zip(&rule.exprs)
+                    .map(|(src, e)| {
+                        let v = eval::eval_value(e, view, st)
+                            .map(|v| crate::actions::template::display(&v))
+                            .map_err(|e| e.to_string());
+                        (src.clone(), v)
+                    })
+                    .collect();
+                t.push(RuleTrace {
+                    rule: rule.label.clone(),
+                    result: RuleResult::NotMatched,
+                    expressions,
+                });
+            }
             let first_action = if r == start_rule && start_action > 0 {
                 start_action as usize
             } else {
@@ -373,9 +481,17 @@ impl Program {
                     Mode::Reference => reference_match(&rule.exprs, view, st),
                 };
                 match matched {
-                    Ok(true) => 0,
+                    Ok(true) => {
+                        if let Some(last) = trace.as_deref_mut().and_then(|t| t.last_mut()) {
+                            last.result = RuleResult::Matched;
+                        }
+                        0
+                    }
                     Ok(false) => continue,
                     Err(e) => {
+                        if let Some(last) = trace.as_deref_mut().and_then(|t| t.last_mut()) {
+                            last.result = RuleResult::Error(e.to_string());
+                        }
                         decision = Decision::Error {
                             rule: rule.label.clone(),
                             message: format!("expression failed: {e}"),
