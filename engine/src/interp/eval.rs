@@ -15,8 +15,6 @@ use crate::value::{CelType, Key, MapValue, Value};
 struct Block<'e> {
     bindings: &'e [Expr],
     slots: Vec<Slot>,
-    /// Number of macro variables in scope where the block starts; bindings see only those.
-    locals_len: usize,
 }
 
 enum Slot {
@@ -336,7 +334,7 @@ impl<'e> Evaluator<'e> {
                 "`cel.index` used outside `cel.block`".to_owned(),
             ));
         };
-        let (expr, locals_len) = {
+        let expr = {
             let block = &mut self.blocks[block_pos];
             let Some(slot) = block.slots.get_mut(index) else {
                 return Err(EvalError::InvalidArgument(format!(
@@ -352,14 +350,13 @@ impl<'e> Evaluator<'e> {
                 }
                 Slot::Pending => *slot = Slot::InProgress,
             }
-            (&block.bindings[index], block.locals_len)
+            &block.bindings[index]
         };
-        // A binding sees the scope of its block, not the variables of the macros it is used in;
-        // and only the blocks up to its own.
-        let hidden_locals = self.locals.split_off(locals_len.min(self.locals.len()));
+        // As in cel-go, a binding is evaluated on first use, in the scope of that use (optimiser
+        // generated bindings may name the comprehension variables `@it:i:j` in scope there), and
+        // the value is kept. Its `cel.index` references are to its own block.
         let hidden_blocks = self.blocks.split_off(block_pos + 1);
         let result = self.eval(expr);
-        self.locals.extend(hidden_locals);
         self.blocks.extend(hidden_blocks);
         if let Some(slot) = self.blocks[block_pos].slots.get_mut(index) {
             *slot = Slot::Done(result.clone());
@@ -496,7 +493,6 @@ impl<'e> Evaluator<'e> {
                 self.blocks.push(Block {
                     bindings,
                     slots: bindings.iter().map(|_| Slot::Pending).collect(),
-                    locals_len: self.locals.len(),
                 });
                 let value = self.eval(result);
                 self.blocks.pop();
@@ -971,6 +967,8 @@ mod tests {
             "cel.block([[1, 2]], cel.index(0).map(cel.iterVar(0, 0), cel.iterVar(0, 0) * 2)) \
              == [2, 4]",
         );
+        holds("cel.block([cel.iterVar(0, 0) > 0], [1].exists(cel.iterVar(0, 0), cel.index(0)))");
+        fails("cel.block([cel.index(0)], cel.index(0))");
         holds("[3, 1, 2].sortBy(x, x) == [1, 2, 3]");
         holds("['bb', 'a', 'ccc'].sortBy(s, -size(s)) == ['ccc', 'bb', 'a']");
         fails("[1, 'a'].sortBy(x, x)");
