@@ -1145,3 +1145,139 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::super::Env;
+    use crate::value::{Key, MapValue, Value};
+
+    /// CEL source fragments mixing every operator, macro and core function with edge values.
+    fn expr() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("0".to_owned()),
+            Just("-9223372036854775808".to_owned()),
+            Just("9223372036854775807".to_owned()),
+            Just("18446744073709551615u".to_owned()),
+            Just("0u".to_owned()),
+            Just("-0.0".to_owned()),
+            Just("1e308".to_owned()),
+            Just("double('NaN')".to_owned()),
+            Just("'héllo'".to_owned()),
+            Just("b'\\xff'".to_owned()),
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("x".to_owned()),
+            Just("m".to_owned()),
+            Just("y".to_owned()),
+            Just("timestamp('9999-12-30T21:59:59Z')".to_owned()),
+            Just("timestamp('0001-01-01T00:00:00Z')".to_owned()),
+            Just("duration('-9223372036s')".to_owned()),
+            Just("int".to_owned()),
+            Just("optional.none()".to_owned()),
+            any::<i64>().prop_map(|i| i.to_string()),
+        ];
+        leaf.prop_recursive(5, 64, 4, |inner| {
+            let unary = (
+                prop::sample::select(vec![
+                    "-",
+                    "!",
+                    "size",
+                    "int",
+                    "uint",
+                    "double",
+                    "string",
+                    "bytes",
+                    "bool",
+                    "timestamp",
+                    "duration",
+                    "type",
+                    "dyn",
+                    "optional.of",
+                ]),
+                inner.clone(),
+            )
+                .prop_map(|(f, a)| match f {
+                    "-" | "!" => format!("{f}({a})"),
+                    _ => format!("{f}({a})"),
+                });
+            let binary = (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "&&", "||", "in",
+                ]),
+                inner.clone(),
+            )
+                .prop_map(|(a, op, b)| format!("({a}) {op} ({b})"));
+            let member = (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "contains",
+                    "startsWith",
+                    "endsWith",
+                    "matches",
+                    "getHours",
+                    "getDayOfWeek",
+                    "getMilliseconds",
+                    "size",
+                    "orValue",
+                ]),
+                prop::option::of(inner.clone()),
+            )
+                .prop_map(|(t, f, a)| format!("({t}).{f}({})", a.unwrap_or_default()));
+            let structure =
+                (inner.clone(), inner.clone(), inner.clone()).prop_flat_map(|(a, b, c)| {
+                    prop::sample::select(vec![
+                        format!("[{a}, {b}, {c}]"),
+                        format!("{{{a}: {b}}}"),
+                        format!("({a}) ? ({b}) : ({c})"),
+                        format!("({a})[{b}]"),
+                        format!("({a})[?{b}]"),
+                        format!("({a}).f"),
+                        format!("({a}).?f"),
+                        format!("[?({a})]"),
+                        format!("({a}).all(v, ({b}) == v)"),
+                        format!("({a}).exists(v, v == ({b}))"),
+                        format!("({a}).exists_one(v, v == ({b}))"),
+                        format!("({a}).map(v, ({b}))"),
+                        format!("({a}).map(v, v == ({c}), [v, ({b})])"),
+                        format!("({a}).filter(v, ({b}))"),
+                        format!("({a}).transformList(i, v, ({b}))"),
+                        format!("({a}).transformMap(k, v, ({b}))"),
+                        format!("({a}).all(k, v, k == ({b}))"),
+                        format!("({a}).sortBy(v, ({b}))"),
+                        format!("({a}).optMap(v, ({b}))"),
+                        format!("cel.bind(v, ({a}), [v, ({b})])"),
+                        format!("cel.block([({a}), cel.index(0)], [cel.index(1), ({b})])"),
+                        format!("has(({a}).f)"),
+                    ])
+                });
+            prop_oneof![unary, binary, member, structure]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Evaluation never panics: every expression gives a value or an error.
+        #[test]
+        fn evaluation_never_panics(src in expr()) {
+            let Ok(parsed) = wicket_grammar::parse(&src) else {
+                return Ok(());
+            };
+            let mut vars = HashMap::new();
+            vars.insert("x".to_owned(), Value::list(vec![Value::Int(1), Value::string("a")]));
+            let mut map = MapValue::new();
+            map.insert(Key::String("f".into()), Value::Uint(3)).expect("fresh key");
+            map.insert(Key::Int(-1), Value::Null).expect("fresh key");
+            vars.insert("m".to_owned(), Value::map(map));
+            vars.insert("y".to_owned(), Value::Double(0.5));
+            let _ = Env::new(&vars).eval(&parsed);
+        }
+    }
+}
