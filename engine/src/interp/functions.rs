@@ -354,7 +354,7 @@ fn to_double(x: &Value) -> EvalResult {
 }
 
 /// Parses a double as Go's `strconv.ParseFloat` does for decimal input (`inf`, `nan` and
-/// `infinity` in any case, an optional sign).
+/// `infinity` in any case, an optional sign; out-of-range literals are errors).
 fn parse_double(s: &str) -> Option<f64> {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     let special = matches!(
@@ -365,11 +365,14 @@ fn parse_double(s: &str) -> Option<f64> {
         && body
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
-    if special || plain {
-        s.parse::<f64>().ok()
-    } else {
-        None
+    if special {
+        return s.parse::<f64>().ok();
     }
+    if !plain {
+        return None;
+    }
+    // Like Go, a finite literal too large for a double is a range error, not infinity.
+    s.parse::<f64>().ok().filter(|d| d.is_finite())
 }
 
 fn to_string(x: &Value) -> EvalResult {
@@ -492,5 +495,10 @@ mod tests {
             Ok(Value::Bool(true))
         ));
         assert!(to_bool(&Value::string("FaLsE")).is_err());
+        assert!(to_double(&Value::string("1e400")).is_err());
+        assert!(
+            matches!(to_double(&Value::string("-Inf")), Ok(Value::Double(d)) if d.is_infinite())
+        );
+        assert!(to_double(&Value::string("0x10")).is_err());
     }
 }
