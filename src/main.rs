@@ -31,6 +31,8 @@ enum Command {
     Sessions(cmd::sessions::SessionsArgs),
     /// Read the audit log.
     Audit(cmd::audit::AuditArgs),
+    /// Evaluate a CEL expression and print its value and type.
+    Expr(cmd::expr::ExprArgs),
 }
 
 /// Exit status for usage and I/O errors (clap also uses 2).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Tokens(args) => cmd::tokens::run(&args).map(|()| true),
         Command::Sessions(args) => cmd::sessions::run(&args).map(|()| true),
         Command::Audit(args) => cmd::audit::run(&args).map(|()| true),
+        Command::Expr(args) => Ok(cmd::expr::run(&args)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

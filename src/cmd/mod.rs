@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub mod audit;
+pub mod expr;
 pub mod fmt;
 pub mod lint;
 pub mod schema;
