@@ -34,6 +34,8 @@ pub(super) struct Evaluator<'e> {
     blocks: Vec<Block<'e>>,
     depth: usize,
     iterations: u64,
+    /// Expression nodes evaluated so far.
+    steps: u64,
     /// Approximate bytes of strings, bytes, lists and maps built so far.
     allocated: usize,
     pub(super) regex_cache: Vec<(String, regex::Regex)>,
@@ -69,6 +71,7 @@ impl<'e> Evaluator<'e> {
             blocks: Vec::new(),
             depth: 0,
             iterations: 0,
+            steps: 0,
             allocated: 0,
             regex_cache: Vec::new(),
         }
@@ -79,6 +82,13 @@ impl<'e> Evaluator<'e> {
             return Err(EvalError::LimitExceeded(format!(
                 "expression nesting exceeds the limit of {}",
                 self.limits.max_depth
+            )));
+        }
+        self.steps += 1;
+        if self.steps > self.limits.max_steps {
+            return Err(EvalError::LimitExceeded(format!(
+                "evaluation exceeds the limit of {} steps",
+                self.limits.max_steps
             )));
         }
         self.depth += 1;
@@ -1136,9 +1146,19 @@ mod tests {
             max_iterations: 10,
             ..Limits::default()
         };
+        let steps = Limits {
+            max_steps: 20,
+            ..Limits::default()
+        };
+        let long =
+            wicket_grammar::parse("[1, 2, 3, 4, 5, 6].map(x, x + x + x + x)").expect("parses");
+        let vars: HashMap<String, Value> = HashMap::new();
+        assert!(matches!(
+            Env::new(&vars).with_limits(steps).eval(&long),
+            Err(EvalError::LimitExceeded(_))
+        ));
         let expr =
             wicket_grammar::parse("[1, 2, 3, 4].all(x, [1, 2, 3].all(y, true))").expect("parses");
-        let vars: HashMap<String, Value> = HashMap::new();
         assert!(matches!(
             Env::new(&vars).with_limits(limits).eval(&expr),
             Err(EvalError::LimitExceeded(_))

@@ -21,7 +21,8 @@
 //!   evaluation, see [`PartialActivation`]) travel the same channel as
 //!   [`EvalError::Unknown`] and are absorbed alike; where an unknown meets an error, the unknown
 //!   wins, and two unknowns merge.
-//! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, the size
+//! - Evaluation never panics and is bounded: nesting depth, comprehension iterations, evaluation
+//!   steps, the size
 //!   of each produced string, bytes, list and map, and the total size of everything produced are
 //!   capped by [`Limits`]; exceeding one is an [`EvalError::LimitExceeded`].
 //! - Names resolve as cel-spec's "Name Resolution" says: in the container `a.b`, the name `x.y`
@@ -120,6 +121,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Maximum total number of comprehension iterations.
     pub max_iterations: u64,
+    /// Maximum number of expression nodes evaluated (bounds the total work, e.g. a large body
+    /// in a long comprehension).
+    pub max_steps: u64,
     /// Maximum number of elements of a list or entries of a map built during evaluation.
     pub max_collection_len: usize,
     /// Maximum length in bytes of a string or bytes value built during evaluation.
@@ -134,6 +138,7 @@ impl Default for Limits {
         Self {
             max_depth: 300,
             max_iterations: 1_000_000,
+            max_steps: 10_000_000,
             max_collection_len: 1_000_000,
             max_string_len: 16 * 1024 * 1024,
             max_total_alloc: 256 * 1024 * 1024,

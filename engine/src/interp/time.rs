@@ -3,6 +3,10 @@
 //!
 //! Ranges follow cel-go: timestamps lie in `0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999999Z`,
 //! durations fit a signed 64-bit count of nanoseconds (about ±292 years).
+//!
+//! Known gap: timestamps are `jiff::Timestamp`s, whose range ends at
+//! `9999-12-30T22:00:00.999999999Z` (jiff leaves room for any UTC offset), so instants in the
+//! last 26 hours of CEL's range are reported as out of range.
 
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
