@@ -117,11 +117,15 @@ pub fn human(map: &SourceMap, d: &Diagnostic, color: bool) -> String {
         at.col
     );
     let _ = writeln!(out, "{pad} {}", p.wrap("1;34", "|"));
+    // Labels in the primary file in source order, then labels in other files.
+    lines.sort_by_key(|(l, _)| (l.file != d.primary.file, l.file, l.span.start));
+    let mut prev: Option<(crate::diagnostic::FileId, u32)> = None;
     for (label, primary) in lines {
         let Some(f) = map.get(label.file) else {
             continue;
         };
-        if !primary && label.file != d.primary.file {
+        let line = f.line_col(label.span.start).line;
+        if label.file != d.primary.file && prev.map(|(pf, _)| pf) != Some(label.file) {
             let lc = f.line_col(label.span.start);
             let _ = writeln!(
                 out,
@@ -131,7 +135,12 @@ pub fn human(map: &SourceMap, d: &Diagnostic, color: bool) -> String {
                 lc.line,
                 lc.col
             );
+        } else if let Some((_, pl)) = prev
+            && line > pl + 1
+        {
+            let _ = writeln!(out, "{}", p.wrap("1;34", "..."));
         }
+        prev = Some((label.file, line));
         snippet(&mut out, f, label, primary, width, &p, sev_color);
     }
     if let Some(help) = &d.help {

@@ -320,6 +320,18 @@ impl Validator<'_> {
                         expr: r.expr,
                     });
                 }
+                Some(s)
+                    if s.tag
+                        .as_deref()
+                        .is_some_and(|t| !t.starts_with("!!") && !t.starts_with("tag:")) =>
+                {
+                    self.help(
+                        codes::WRONG_RULE_SHAPE,
+                        item.span,
+                        "an expression starting with `!` must be quoted",
+                        "YAML reads a leading `!` as a tag: write `- \"!…\"`",
+                    );
+                }
                 _ => {
                     let found = item.kind_name();
                     let mut help = "quote the expression".to_owned();

@@ -1,0 +1,83 @@
+//! Golden tests: every fixture `tests/lint/<code>-<name>.yaml` must produce a diagnostic with
+//! its code, and its diagnostics are snapshotted in every output format.
+
+use std::path::Path;
+
+use wicket_policy::lint::{LintOptions, lint};
+use wicket_policy::render::{Format, render};
+use wicket_policy::source::SourceMap;
+
+fn fixtures() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("tests/lint")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_fixture_yields_its_code_in_every_format() {
+    let names = fixtures();
+    assert!(names.len() >= 45, "fixtures: {}", names.len());
+    for name in names {
+        let code = name.split('-').next().unwrap().to_owned();
+        let path = format!("tests/lint/{name}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut map = SourceMap::new();
+        let id = map.add(path.clone(), text);
+        let opts = LintOptions {
+            require_terminal: code == "E0502",
+        };
+        let report = lint(&mut map, id, opts);
+        assert!(
+            report.diagnostics.iter().any(|d| d.code == code),
+            "{name}: expected {code}, got {:?}",
+            report
+                .diagnostics
+                .iter()
+                .map(|d| (d.code, &d.message))
+                .collect::<Vec<_>>()
+        );
+        let stem = Path::new(&name)
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for (format, suffix) in [
+            (Format::Human, "human"),
+            (Format::Json, "json"),
+            (Format::Github, "github"),
+            (Format::Sarif, "sarif"),
+        ] {
+            let out = render(&map, &report.diagnostics, format, false);
+            insta::assert_snapshot!(format!("{stem}.{suffix}"), out);
+        }
+    }
+}
+
+#[test]
+fn color_is_only_added_when_asked() {
+    let mut map = SourceMap::new();
+    let id = map.add(
+        "p.yaml",
+        "on_http_response:\n  - actions:\n      - type: deny\n",
+    );
+    let report = lint(&mut map, id, LintOptions::default());
+    let plain = render(&map, &report.diagnostics, Format::Human, false);
+    let colored = render(&map, &report.diagnostics, Format::Human, true);
+    assert!(!plain.contains('\x1b'));
+    assert!(colored.contains("\x1b[1;31merror[E0202]"));
+}
+
+#[test]
+fn problems_are_all_collected() {
+    let mut map = SourceMap::new();
+    let text = "on_http_request:\n  - actions:\n      - type: oidc\n      - type: deny\n        config: {status: 1}\non_http_responses: []\n";
+    let id = map.add("p.yaml", text);
+    let report = lint(&mut map, id, LintOptions::default());
+    let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0201", "E0204", "E0101"]);
+}
