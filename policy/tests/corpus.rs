@@ -4,6 +4,9 @@
 //! warning, fragments get an error. Files where we disagree with the index on purpose are listed, with a
 //! reason, in `tests/corpus-disagreements.tsv`; the list must match exactly.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -37,7 +40,12 @@ struct Row {
 }
 
 fn verdict(row: &Row, report: &Report) -> Result<(), String> {
-    let errors: Vec<&str> = report.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.code).collect();
+    let errors: Vec<&str> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code)
+        .collect();
     match row.status.as_str() {
         "valid" | "valid-with-warnings" if errors.is_empty() => Ok(()),
         "valid" | "valid-with-warnings" => Err(format!("errors {errors:?}")),
@@ -46,18 +54,28 @@ fn verdict(row: &Row, report: &Report) -> Result<(), String> {
                 .issues
                 .split(';')
                 .filter(|i| i.starts_with("E_"))
-                .flat_map(|i| our_codes(i.split([':', '(']).next().unwrap_or_default()).iter().copied())
+                .flat_map(|i| {
+                    our_codes(i.split([':', '(']).next().unwrap_or_default())
+                        .iter()
+                        .copied()
+                })
                 .collect();
             if errors.iter().any(|e| expected.contains(e)) {
                 Ok(())
             } else {
-                Err(format!("expected one of {expected:?}, got errors {errors:?}"))
+                Err(format!(
+                    "expected one of {expected:?}, got errors {errors:?}"
+                ))
             }
         }
         // Legacy files are graded on recognising the format (their 2024 variable spellings,
         // e.g. `conn.ClientIP`, are errors today).
         "legacy-format" => {
-            if report.diagnostics.iter().any(|d| matches!(d.code, "W0001" | "W0002")) {
+            if report
+                .diagnostics
+                .iter()
+                .any(|d| matches!(d.code, "W0001" | "W0002"))
+            {
                 Ok(())
             } else {
                 Err(format!("expected a legacy warning, got errors {errors:?}"))
@@ -93,16 +111,17 @@ fn corpus_agreement() {
         .collect();
     assert!(rows.len() > 250, "rows: {}", rows.len());
 
-    let listed: BTreeMap<String, String> = std::fs::read_to_string("tests/corpus-disagreements.tsv")
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (file, reason) = l.split_once('\t').unwrap();
-            assert!(reason.trim().len() > 10, "{file}: give a reason");
-            (file.to_owned(), reason.to_owned())
-        })
-        .collect();
+    let listed: BTreeMap<String, String> =
+        std::fs::read_to_string("tests/corpus-disagreements.tsv")
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (file, reason) = l.split_once('\t').unwrap();
+                assert!(reason.trim().len() > 10, "{file}: give a reason");
+                (file.to_owned(), reason.to_owned())
+            })
+            .collect();
 
     let mut disagreements = BTreeMap::new();
     for row in &rows {
@@ -121,8 +140,20 @@ fn corpus_agreement() {
     for (file, why) in &disagreements {
         println!("  disagree {file}: {why}");
     }
-    let unlisted: Vec<_> = disagreements.keys().filter(|f| !listed.contains_key(*f)).collect();
-    let stale: Vec<_> = listed.keys().filter(|f| !disagreements.contains_key(*f)).collect();
-    assert!(unlisted.is_empty(), "disagreements missing from corpus-disagreements.tsv: {unlisted:?}");
-    assert!(stale.is_empty(), "listed disagreements that now agree: {stale:?}");
+    let unlisted: Vec<_> = disagreements
+        .keys()
+        .filter(|f| !listed.contains_key(*f))
+        .collect();
+    let stale: Vec<_> = listed
+        .keys()
+        .filter(|f| !disagreements.contains_key(*f))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "disagreements missing from corpus-disagreements.tsv: {unlisted:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "listed disagreements that now agree: {stale:?}"
+    );
 }

@@ -1,6 +1,9 @@
 //! Golden tests: every fixture `tests/lint/<code>-<name>.yaml` must produce a diagnostic with
 //! its code, and its diagnostics are snapshotted in every output format.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use wicket_policy::lint::{LintOptions, lint};

@@ -1,5 +1,8 @@
 //! A CEL problem inside each YAML scalar style maps back to the right line and column.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use wicket_policy::lint::{LintOptions, lint};
 use wicket_policy::render::{Format, render};
 use wicket_policy::source::{LineCol, SourceMap};
@@ -10,13 +13,21 @@ fn locate(text: &str) -> (LineCol, LineCol, String) {
     let mut map = SourceMap::new();
     let id = map.add("p.yaml", text);
     let report = lint(&mut map, id, LintOptions::default());
-    let diags: Vec<_> = report.diagnostics.iter().filter(|d| d.code == "E0301").collect();
+    let diags: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == "E0301")
+        .collect();
     assert_eq!(diags.len(), 1, "{:?}", report.diagnostics);
     let d = diags[0];
     let file = map.get(id).unwrap();
     let human = render(&map, &report.diagnostics, Format::Human, false);
     let caret = human.lines().find(|l| l.contains('^')).unwrap().to_owned();
-    (file.line_col(d.primary.span.start), file.line_col(d.primary.span.end), caret)
+    (
+        file.line_col(d.primary.span.start),
+        file.line_col(d.primary.span.end),
+        caret,
+    )
 }
 
 fn rule(expr_yaml: &str) -> String {
@@ -36,23 +47,35 @@ fn plain_scalar() {
 
 #[test]
 fn plain_scalar_after_multibyte_text() {
-    let (s, _, caret) = locate(&rule("      - req.url.path == '/é/ü' && conn.cleint_ip == 'x'\n"));
+    let (s, _, caret) = locate(&rule(
+        "      - req.url.path == '/é/ü' && conn.cleint_ip == 'x'\n",
+    ));
     // Columns count characters: `é` and `ü` are one column each.
     assert_eq!(s, at(3, 35));
-    assert_eq!(caret, "  |                                   ^^^^^^^^^^^^^^");
+    assert_eq!(
+        caret,
+        "  |                                   ^^^^^^^^^^^^^^"
+    );
 }
 
 #[test]
 fn single_quoted_with_doubled_quotes() {
-    let (s, e, _) = locate(&rule("      - 'req.method == ''GET'' && conn.cleint_ip == ''x'''\n"));
+    let (s, e, _) = locate(&rule(
+        "      - 'req.method == ''GET'' && conn.cleint_ip == ''x'''\n",
+    ));
     assert_eq!((s, e), (at(3, 35), at(3, 49)));
 }
 
 #[test]
 fn double_quoted_with_escapes() {
-    let (s, e, caret) = locate(&rule("      - \"req.headers[\\\"x-a\\\"][0] == '\\u00e9' && conn.cleint_ip == 'x'\"\n"));
+    let (s, e, caret) = locate(&rule(
+        "      - \"req.headers[\\\"x-a\\\"][0] == '\\u00e9' && conn.cleint_ip == 'x'\"\n",
+    ));
     assert_eq!((s, e), (at(3, 49), at(3, 63)));
-    assert_eq!(caret, "  |                                                 ^^^^^^^^^^^^^^");
+    assert_eq!(
+        caret,
+        "  |                                                 ^^^^^^^^^^^^^^"
+    );
 }
 
 #[test]
