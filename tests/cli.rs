@@ -70,8 +70,8 @@ fn json_output_has_offsets_and_positions() {
         "policy/tests/lint/E0301-misspelt-variable.yaml",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let loc = &v[0]["location"];
-    assert_eq!(v[0]["code"], "E0301");
+    let diag = v.as_array().unwrap().iter().find(|d| d["code"] == "E0301").unwrap();
+    let loc = &diag["location"];
     assert_eq!(loc["line"], 3);
     assert_eq!(loc["column"], 47);
     let start = loc["byte_start"].as_u64().unwrap() as usize;

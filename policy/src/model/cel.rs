@@ -33,6 +33,8 @@ pub(crate) struct Scope {
     pub vars: BTreeMap<String, Type>,
     /// `actions.ngrok.<ns>` namespaces of earlier actions.
     pub actions_run: BTreeSet<String>,
+    /// Map keys proven present by the rule's conditions (for the unguarded-lookup lint).
+    pub present_keys: Vec<(String, String)>,
 }
 
 impl Scope {
@@ -41,6 +43,7 @@ impl Scope {
             phase,
             vars: BTreeMap::new(),
             actions_run: BTreeSet::new(),
+            present_keys: Vec::new(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Scope {
         let mut ctx = CheckContext::new(self.phase);
         ctx.vars = Some(self.vars.clone());
         ctx.actions_run = Some(self.actions_run.clone());
+        ctx.present_keys.clone_from(&self.present_keys);
         if kind == CelKind::RetryCondition {
             ctx.extra_variables = RETRY_CONDITION_VARIABLES;
         }

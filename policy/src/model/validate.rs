@@ -217,6 +217,15 @@ impl Validator<'_> {
         let mut expressions = Vec::new();
         let mut actions = Vec::new();
         let mut has_actions = false;
+        // Conditions first: what they prove present guards the actions' lookups.
+        if let Some(value) = node.get("expressions") {
+            self.expressions(value, &mut expressions);
+        }
+        self.scope.present_keys = expressions
+            .iter()
+            .filter_map(|e| e.expr.as_ref())
+            .flat_map(crate::check::presence_facts)
+            .collect();
         for (key, value) in entries {
             match key.as_str() {
                 Some("name") => match value.as_scalar() {
@@ -230,7 +239,7 @@ impl Validator<'_> {
                         );
                     }
                 },
-                Some("expressions") => self.expressions(value, &mut expressions),
+                Some("expressions") => {}
                 Some("actions") => {
                     has_actions = true;
                     self.actions(phase, key.span, value, &mut actions);
@@ -269,6 +278,7 @@ impl Validator<'_> {
                 "a rule must define at least one action",
             );
         }
+        self.scope.present_keys.clear();
         let id = RuleId(u32::try_from(self.policy.origins.len()).unwrap_or(u32::MAX));
         self.policy.origins.push(RuleOrigin {
             file: self.file,
@@ -310,7 +320,23 @@ impl Validator<'_> {
                 return;
             }
         };
-        for item in items {
+        // The rule's conditions are one conjunction: each is guarded by the others.
+        let facts: Vec<Vec<(String, String)>> = items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(|s| wicket_grammar::parse(s).ok())
+                    .map(|e| crate::check::presence_facts(&e))
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (i, item) in items.iter().enumerate() {
+            self.scope.present_keys = facts
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .flat_map(|(_, f)| f.iter().cloned())
+                .collect();
             match item.as_scalar() {
                 Some(s) if matches!(s.typed(), Typed::Str(_) | Typed::Bool(_)) => {
                     let r = self.cel(CelKind::Condition, item);
