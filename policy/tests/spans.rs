@@ -21,7 +21,7 @@ fn locate(text: &str) -> (LineCol, LineCol, String) {
     assert_eq!(diags.len(), 1, "{:?}", report.diagnostics);
     let d = diags[0];
     let file = map.get(id).unwrap();
-    let human = render(&map, &report.diagnostics, Format::Human, false);
+    let human = render(&map, std::slice::from_ref(d), Format::Human, false);
     let caret = human.lines().find(|l| l.contains('^')).unwrap().to_owned();
     (
         file.line_col(d.primary.span.start),
