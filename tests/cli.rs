@@ -70,7 +70,12 @@ fn json_output_has_offsets_and_positions() {
         "policy/tests/lint/E0301-misspelt-variable.yaml",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let diag = v.as_array().unwrap().iter().find(|d| d["code"] == "E0301").unwrap();
+    let diag = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "E0301")
+        .unwrap();
     let loc = &diag["location"];
     assert_eq!(loc["line"], 3);
     assert_eq!(loc["column"], 47);
