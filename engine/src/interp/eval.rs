@@ -38,7 +38,6 @@ pub(super) struct Evaluator<'e> {
     steps: u64,
     /// Approximate bytes of strings, bytes, lists and maps built so far.
     allocated: usize,
-    pub(super) regex_cache: Vec<(String, regex::Regex)>,
 }
 
 type EvalResult = Result<Value, EvalError>;
@@ -73,7 +72,6 @@ impl<'e> Evaluator<'e> {
             iterations: 0,
             steps: 0,
             allocated: 0,
-            regex_cache: Vec::new(),
         }
     }
 
@@ -273,7 +271,7 @@ impl<'e> Evaluator<'e> {
 
     /// Calls a function by name: the core library first, then the extensions.
     fn dispatch(&mut self, name: &str, target: Option<&Value>, args: &[Value]) -> EvalResult {
-        let core = functions::call(self, name, target, args);
+        let core = functions::call(name, target, args);
         let result = match core {
             Some(Err(EvalError::NoMatchingOverload { function })) => {
                 match super::ext::call(name, target, args) {
@@ -1077,6 +1075,12 @@ mod tests {
         assert!(matches!(fails("[1][1]"), EvalError::IndexOutOfRange(1)));
         assert!(matches!(fails("1.a"), EvalError::NoSuchField(_)));
         assert!(matches!(fails("Msg{a: 1}"), EvalError::Unsupported(_)));
+        assert!(matches!(
+            fails("'a'.matches('(')"),
+            EvalError::InvalidArgument(_)
+        ));
+        holds("'hubba'.matches('ubb') && matches('abc', '^a.c$') && !'abc'.matches('^b')");
+        holds("['x1', 'y', 'x2'].filter(s, s.matches('^x[0-9]$')) == ['x1', 'x2']");
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The core function library: operators, `size`, string predicates, `matches`, conversions
 //! and the type functions. Timestamp and duration functions live in [`super::time`].
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use wicket_grammar::ast::BinaryOp;
 
-use super::eval::Evaluator;
 use super::time;
 use crate::error::EvalError;
 use crate::value::{TWO_POW_63, TWO_POW_64, Value};
@@ -21,7 +21,7 @@ fn no_overload(function: &str) -> EvalError {
 
 /// Maximum compiled size of a regular expression given to `matches`.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Compiled regular expressions kept per evaluation.
+/// Compiled regular expressions kept per thread.
 const REGEX_CACHE_LEN: usize = 16;
 
 /// Whether `name` is a qualified global function of the core library.
@@ -30,12 +30,7 @@ pub(super) fn is_core_function(name: &str) -> bool {
 }
 
 /// Calls the core function `name`; `None` when the core library has no function of that name.
-pub(super) fn call(
-    ev: &mut Evaluator<'_>,
-    name: &str,
-    target: Option<&Value>,
-    args: &[Value],
-) -> Option<EvalResult> {
+pub(super) fn call(name: &str, target: Option<&Value>, args: &[Value]) -> Option<EvalResult> {
     Some(match (name, target, args) {
         ("size", None, [x]) | ("size", Some(x), []) => size(x),
         ("contains", Some(Value::String(s)), [Value::String(t)]) => {
@@ -48,7 +43,7 @@ pub(super) fn call(
             Ok(Value::Bool(s.ends_with(&**t)))
         }
         ("matches", None, [Value::String(s), Value::String(re)])
-        | ("matches", Some(Value::String(s)), [Value::String(re)]) => matches(ev, s, re),
+        | ("matches", Some(Value::String(s)), [Value::String(re)]) => matches(s, re),
         ("int", None, [x]) => to_int(x),
         ("uint", None, [x]) => to_uint(x),
         ("double", None, [x]) => to_double(x),
@@ -86,21 +81,42 @@ fn size(x: &Value) -> EvalResult {
     Ok(Value::Int(i64::try_from(len).unwrap_or(i64::MAX)))
 }
 
-fn matches(ev: &mut Evaluator<'_>, s: &str, pattern: &str) -> EvalResult {
-    if let Some((_, re)) = ev.regex_cache.iter().find(|(p, _)| p == pattern) {
-        return Ok(Value::Bool(re.is_match(s)));
-    }
-    let re = regex::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| EvalError::InvalidArgument(format!("invalid regular expression: {e}")))?;
-    let result = re.is_match(s);
-    if ev.regex_cache.len() >= REGEX_CACHE_LEN {
-        ev.regex_cache.remove(0);
-    }
-    ev.regex_cache.push((pattern.to_owned(), re));
-    Ok(Value::Bool(result))
+thread_local! {
+    /// Recently compiled regular expressions of this thread, most recent last. Evaluations of
+    /// the same expression (one per request) reuse them instead of compiling again.
+    static REGEX_CACHE: RefCell<Vec<(String, regex::Regex)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `s.matches(pattern)`: RE2-style search anywhere in `s`.
+fn matches(s: &str, pattern: &str) -> EvalResult {
+    let cached = REGEX_CACHE.with(|cache| {
+        let cache = cache.borrow();
+        cache
+            .iter()
+            .find(|(p, _)| p == pattern)
+            .map(|(_, re)| re.clone())
+    });
+    let re = match cached {
+        Some(re) => re,
+        None => {
+            let re = regex::RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    EvalError::InvalidArgument(format!("invalid regular expression: {e}"))
+                })?;
+            REGEX_CACHE.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.len() >= REGEX_CACHE_LEN {
+                    cache.remove(0);
+                }
+                cache.push((pattern.to_owned(), re.clone()));
+            });
+            re
+        }
+    };
+    Ok(Value::Bool(re.is_match(s)))
 }
 
 // ---- operators ----------------------------------------------------------------------------
