@@ -34,6 +34,7 @@
 
 mod acl;
 mod audit;
+mod edge_auth;
 mod service;
 mod sessions;
 mod sqlite;
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 
 pub use acl::{Acl, AclDenied, AclError, AclRule, EndpointUrl, MAX_ACL_RULES, Scheme};
 pub use audit::{AuditAction, AuditFilter, AuditRecord, NewAuditRecord};
+pub use edge_auth::StoreAuthenticator;
 pub use service::{AuthError, AuthenticatedCredential, CredentialService};
 pub use sessions::{
     KillReason, SessionHandle, SessionId, SessionInfo, SessionLimitReached, SessionRegistry,

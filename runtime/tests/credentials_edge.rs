@@ -1,0 +1,277 @@
+//! Fleet credentials end to end: a real edge authenticating agents against the credential store
+//! ([`StoreAuthenticator`]), managed through the admin API, all on 127.0.0.1.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support code outside #[test] functions"
+)]
+
+#[path = "tunnel/common.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use wicket_runtime::admin::{self, AdminClient, AdminKey, AdminState};
+use wicket_runtime::agent::{AgentHandle, EndpointState};
+use wicket_runtime::credentials::{
+    Acl, CredentialService, CredentialStore, NewCredential, SqliteStore, StoreAuthenticator,
+};
+use wicket_runtime::edge::{Edge, EdgeHandle};
+
+use crate::common::*;
+
+const KEY: &str = "edge-test-admin-key-0123";
+
+/// An edge whose agents authenticate against the store in its data directory, plus the admin
+/// API over the same store.
+struct Fleet {
+    edge: EdgeHandle,
+    store: Arc<SqliteStore>,
+    admin: AdminClient,
+    _stop_admin: oneshot::Sender<()>,
+}
+
+async fn start_fleet(c: &Certs) -> Fleet {
+    let cfg = edge_config(c);
+    let store = Arc::new(SqliteStore::open(&cfg.data_dir).unwrap());
+    let service = CredentialService::new(store.clone());
+    let edge = within(
+        "edge start",
+        Edge::builder(cfg)
+            .tunnel_cert(c.pair.clone())
+            .public_certs(vec![c.pair.clone()])
+            .authenticator(Arc::new(StoreAuthenticator::new(store.clone())))
+            .start(),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(admin::serve(
+        listener,
+        AdminState::new(service, AdminKey::new(KEY).unwrap()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Fleet {
+        edge,
+        store,
+        admin: AdminClient::new(&url, AdminKey::new(KEY).unwrap()).unwrap(),
+        _stop_admin: stop,
+    }
+}
+
+fn endpoint(name: &str, url: &str, up: std::net::SocketAddr) -> String {
+    format!("  - name: {name}\n    url: {url}\n    upstream: {{ url: '{up}' }}\n")
+}
+
+fn agent(c: &Certs, fleet: &Fleet, token: &str, endpoints: &str) -> AgentHandle {
+    start_agent(
+        c,
+        &agent_yaml(c, fleet.edge.addrs().tunnel, token, endpoints),
+    )
+}
+
+async fn fatal(agent: &AgentHandle) -> String {
+    within("refusal", agent.wait_for(|s| s.fatal.is_some()))
+        .await
+        .fatal
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_bind_inside_the_acl_and_refuse_outside() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("cam-42").await;
+    let created = fleet
+        .admin
+        .create(&NewCredential {
+            description: "cam-42".into(),
+            acl: Acl::parse(&["bind:cam-42.example.test"]).unwrap(),
+            ..NewCredential::default()
+        })
+        .await
+        .unwrap();
+    let endpoints = [
+        endpoint("own", "https://cam-42.example.test", up),
+        endpoint("other", "https://cam-43.example.test", up),
+        endpoint("wild", "https://*.example.test", up),
+    ]
+    .concat();
+    let agent = agent(&c, &fleet, created.token.expose(), &endpoints);
+    let st = settled(&agent).await;
+    assert_eq!(bound_url(&st, "own"), "https://cam-42.example.test");
+    for (name, url) in [
+        ("other", "https://cam-43.example.test"),
+        ("wild", "https://*.example.test"),
+    ] {
+        match st.endpoints.get(name) {
+            Some(EndpointState::Refused(r)) => {
+                assert_eq!(r.code, "ERR_WICKET_4203", "{name}");
+                assert!(r.message.contains(url), "{}", r.message);
+            }
+            other => panic!("`{name}` should be refused, got {other:?}"),
+        }
+    }
+    // Traffic flows to the bound endpoint.
+    let https = fleet.edge.addrs().https.unwrap();
+    let reply = get(
+        https,
+        Some((&c, "cam-42.example.test")),
+        false,
+        "cam-42.example.test",
+        "/hello",
+    )
+    .await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+    assert_eq!(reply.text(), "hello from cam-42");
+    assert!(
+        fleet
+            .store
+            .get(&created.credential.id)
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+    agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_revoked_token_is_refused_on_connect() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("dev").await;
+    let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+    let token = created.token.expose().to_owned();
+    let endpoints = endpoint("web", "https://dev.example.test", up);
+    let first = agent(&c, &fleet, &token, &endpoints);
+    settled(&first).await;
+    first.shutdown().await;
+
+    fleet
+        .admin
+        .revoke(created.credential.id.as_str())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let again = agent(&c, &fleet, &token, &endpoints);
+        let reason = fatal(&again).await;
+        assert!(reason.contains("ERR_WICKET_4100"), "{reason}");
+        again.shutdown().await;
+    }
+    let unknown = agent(&c, &fleet, "wkt_not-a-real-token", &endpoints);
+    assert!(fatal(&unknown).await.contains("ERR_WICKET_4100"));
+    unknown.shutdown().await;
+    let refusals = fleet
+        .admin
+        .audit(None, None)
+        .await
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| r.action == "session.refuse")
+        .map(|r| r.result)
+        .collect::<Vec<_>>();
+    assert_eq!(refusals, ["revoked", "revoked", "revoked", "invalid_token"]);
+    fleet.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_and_revocations_survive_an_edge_restart() {
+    let c = certs();
+    let (kept, revoked) = {
+        let fleet = start_fleet(&c).await;
+        let kept = fleet.admin.create(&NewCredential::default()).await.unwrap();
+        let revoked = fleet.admin.create(&NewCredential::default()).await.unwrap();
+        fleet
+            .admin
+            .revoke(revoked.credential.id.as_str())
+            .await
+            .unwrap();
+        fleet.edge.shutdown().await;
+        (kept.token, revoked.token)
+    };
+    // A new edge process over the same data directory.
+    let fleet = start_fleet(&c).await;
+    assert_eq!(fleet.store.list().unwrap().len(), 2);
+    let up = upstream("back").await;
+    let endpoints = endpoint("web", "https://back.example.test", up);
+    let ok = agent(&c, &fleet, kept.expose(), &endpoints);
+    assert_eq!(
+        bound_url(&settled(&ok).await, "web"),
+        "https://back.example.test"
+    );
+    let refused = agent(&c, &fleet, revoked.expose(), &endpoints);
+    assert!(fatal(&refused).await.contains("ERR_WICKET_4100"));
+    ok.shutdown().await;
+    refused.shutdown().await;
+    fleet.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_rotation_grace_lets_the_new_token_take_over() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("site").await;
+    let created = fleet
+        .admin
+        .create(&NewCredential {
+            acl: Acl::parse(&["bind:*.site.example.test", "bind:site.example.test"]).unwrap(),
+            ..NewCredential::default()
+        })
+        .await
+        .unwrap();
+    let endpoints = endpoint("web", "https://site.example.test", up);
+    let old_agent = agent(&c, &fleet, created.token.expose(), &endpoints);
+    settled(&old_agent).await;
+
+    let rotation = fleet
+        .admin
+        .rotate(created.credential.id.as_str(), Some("1h"))
+        .await
+        .unwrap();
+    // During the grace period the old token still authenticates new sessions.
+    let probe = endpoint("probe", "https://probe.site.example.test", up);
+    let old_again = agent(&c, &fleet, created.token.expose(), &probe);
+    assert_eq!(
+        bound_url(&settled(&old_again).await, "probe"),
+        "https://probe.site.example.test"
+    );
+    old_again.shutdown().await;
+    // The agent switches to the new token: same lineage, so it takes the endpoint over.
+    old_agent.shutdown().await;
+    let new_agent = agent(&c, &fleet, rotation.new.token.expose(), &endpoints);
+    assert_eq!(
+        bound_url(&settled(&new_agent).await, "web"),
+        "https://site.example.test"
+    );
+    let https = fleet.edge.addrs().https.unwrap();
+    let reply = get(
+        https,
+        Some((&c, "site.example.test")),
+        false,
+        "site.example.test",
+        "/hello",
+    )
+    .await;
+    assert_eq!(reply.text(), "hello from site");
+
+    // Rotating again with no grace cuts the previous token off at once.
+    let next = fleet
+        .admin
+        .rotate(rotation.new.credential.id.as_str(), Some("0"))
+        .await
+        .unwrap();
+    assert!(next.old.revoked_at.is_some());
+    let cut = agent(&c, &fleet, rotation.new.token.expose(), &probe);
+    assert!(fatal(&cut).await.contains("ERR_WICKET_4100"));
+    cut.shutdown().await;
+    new_agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}
