@@ -259,7 +259,7 @@ impl<'e> Evaluator<'e> {
             }
             _ => {}
         }
-        if !super::ext::is_function(qualified) && !functions::is_core_function(qualified) {
+        if !super::ext::is_function(qualified) {
             return Err(EvalError::UndeclaredReference(qualified.to_owned()));
         }
         let mut values = Vec::with_capacity(args.len());

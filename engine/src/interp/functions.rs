@@ -24,11 +24,6 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Compiled regular expressions kept per thread.
 const REGEX_CACHE_LEN: usize = 16;
 
-/// Whether `name` is a qualified global function of the core library.
-pub(super) fn is_core_function(name: &str) -> bool {
-    matches!(name, "cel.index" | "cel.iterVar" | "cel.accuVar")
-}
-
 /// Calls the core function `name`; `None` when the core library has no function of that name.
 pub(super) fn call(name: &str, target: Option<&Value>, args: &[Value]) -> Option<EvalResult> {
     Some(match (name, target, args) {
