@@ -575,12 +575,19 @@ mod tests {
         ]))
         .await
         .unwrap();
-        assert_eq!(store.list().unwrap().len(), 3);
-        let direct = store.list().unwrap()[2].id.to_string();
-        run_async(&parse(&["--data-dir", data, "rotate", &direct]))
+        let all = store.list().unwrap();
+        assert_eq!(all.len(), 3);
+        // Credentials created in the same millisecond sort by id: find it by its ACL.
+        let direct = all
+            .iter()
+            .find(|c| c.acl.to_strings() == ["bind:*.site.example"])
+            .unwrap()
+            .id
+            .clone();
+        run_async(&parse(&["--data-dir", data, "rotate", direct.as_str()]))
             .await
             .unwrap();
-        assert!(store.list().unwrap()[2].revoked_at.is_some());
+        assert!(store.get(&direct).unwrap().revoked_at.is_some());
         let records = store.list_audit(&Default::default()).unwrap();
         assert!(
             records
@@ -604,7 +611,7 @@ mod tests {
                 "--data-dir",
                 data,
                 "rotate",
-                &direct,
+                direct.as_str(),
                 "--grace",
                 "soon"
             ]))
