@@ -33,6 +33,10 @@ enum Command {
     Audit(cmd::audit::AuditArgs),
     /// Evaluate a CEL expression and print its value and type.
     Expr(cmd::expr::ExprArgs),
+    /// Evaluate a policy against one request and print each phase's decision.
+    Eval(cmd::eval::EvalArgs),
+    /// Run policy unit tests (requests with expected decisions) from a YAML file.
+    Test(cmd::test::TestArgs),
 }
 
 /// Exit status for usage and I/O errors (clap also uses 2).
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Sessions(args) => cmd::sessions::run(&args).map(|()| true),
         Command::Audit(args) => cmd::audit::run(&args).map(|()| true),
         Command::Expr(args) => Ok(cmd::expr::run(&args)),
+        Command::Eval(args) => cmd::eval::run(&args),
+        Command::Test(args) => cmd::test::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -2,10 +2,12 @@
 
 pub mod audit;
 pub mod expr;
+pub mod eval;
 pub mod fmt;
 pub mod lint;
 pub mod schema;
 pub mod sessions;
+pub mod test;
 pub mod tokens;
 
 use std::io::Read as _;

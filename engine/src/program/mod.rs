@@ -5,6 +5,7 @@
 //! through per-phase indexes, so the result is exactly that of a linear reading. A runtime CEL
 //! error ends the phase closed with [`Decision::Error`] naming the rule.
 
+pub mod json;
 pub mod view;
 
 use std::collections::HashMap;
