@@ -1,8 +1,8 @@
 //! Subcommands.
 
 pub mod audit;
-pub mod expr;
 pub mod eval;
+pub mod expr;
 pub mod fmt;
 pub mod lint;
 pub mod schema;
