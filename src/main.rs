@@ -37,6 +37,10 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Run policy unit tests (requests with expected decisions) from a YAML file.
     Test(cmd::test::TestArgs),
+    /// Run the edge: tunnel listener and public HTTP/HTTPS/TCP/TLS listeners.
+    Edge(Box<cmd::edge::EdgeArgs>),
+    /// Run an agent: serve local services through an edge.
+    Agent(cmd::agent::AgentArgs),
 }
 
 /// Exit status for usage and I/O errors (clap also uses 2).
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Expr(args) => Ok(cmd::expr::run(&args)),
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Test(args) => cmd::test::run(&args),
+        Command::Edge(args) => cmd::edge::run(&args).map(|()| true),
+        Command::Agent(args) => cmd::agent::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! Subcommands.
 
+pub mod agent;
 pub mod audit;
+pub mod edge;
 pub mod eval;
 pub mod expr;
 pub mod fmt;

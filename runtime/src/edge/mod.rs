@@ -372,6 +372,7 @@ pub(crate) struct SessionCtx {
     pub link: SessionLink,
     pub owner: String,
     pub resume: String,
+    pub lease: Arc<dyn crate::auth::SessionLease>,
 }
 
 impl Shared {

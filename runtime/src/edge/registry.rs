@@ -169,6 +169,18 @@ impl Registry {
         n
     }
 
+    /// URLs of the endpoints served by session `sid`, sorted.
+    pub fn urls_of(&self, sid: u64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .endpoints
+            .values()
+            .filter(|e| e.session.as_ref().is_some_and(|s| s.id == sid))
+            .map(|e| e.url.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Drops endpoints offline for longer than `retention`.
     pub fn expire(&mut self, retention: Duration) {
         let now = Instant::now();

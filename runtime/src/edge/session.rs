@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::{SessionCtx, Shared, codes, new_stream_limit};
+use crate::auth::AuthError;
 use crate::body::boxed;
 use crate::io::ChannelBody;
 use crate::proto::control::{AgentMessage, EdgeMessage, MAX_CONTROL_LEN};
@@ -21,6 +22,9 @@ use crate::proto::hello::{Hello, HelloReply, MAX_HELLO_LEN};
 use crate::proto::{CONN_WINDOW, PROTOCOL_VERSION, STREAM_WINDOW, meta};
 
 use super::registry::SessionLink;
+
+/// How long a killed session may take to close by itself.
+const KILL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -94,10 +98,15 @@ async fn handle_agent(
             ),
         ))
     } else {
-        shared
-            .auth
-            .authenticate(&hello.authtoken)
-            .map_err(|e| (codes::AUTH, e.to_string()))
+        let auth = shared.auth.clone();
+        let token = hello.authtoken.clone();
+        let check = tokio::task::spawn_blocking(move || auth.authenticate(&token));
+        match tokio::time::timeout(limits.handshake_timeout, check).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(AuthError::Store(format!("authentication task failed: {e}"))),
+            Err(_) => Err(AuthError::Store("authentication timed out".into())),
+        }
+        .map_err(|e| (codes::AUTH, e.to_string()))
     };
     let principal = match verdict {
         Ok(p) => p,
@@ -153,6 +162,7 @@ async fn handle_agent(
         },
         owner: principal.name.clone(),
         resume,
+        lease: Arc::from(shared.auth.open_session(&principal, peer)),
     };
     shared
         .metrics
@@ -213,11 +223,24 @@ async fn run_session(
                 let Ok(data) = f.into_data() else { continue };
                 decoder.extend(&data);
                 while let Some(msg) = decoder.next_message::<AgentMessage>()? {
+                    let changes_endpoints = !matches!(msg, AgentMessage::UpdatePolicy { .. });
                     let reply = handle_message(shared, ctx, msg);
+                    if changes_endpoints {
+                        let urls = shared.registry().urls_of(ctx.link.id);
+                        ctx.lease.endpoints_changed(&urls);
+                    }
                     send(&tx, &reply).await?;
                 }
             }
             Some(m) = out_rx.recv() => send(&tx, &m).await?,
+            reason = ctx.lease.closed() => {
+                tracing::info!(session = ctx.link.id, %reason, "closing session");
+                shared.registry().session_gone(ctx.link.id);
+                let _ = send(&tx, &EdgeMessage::Shutdown { reason, reconnect: false }).await;
+                // Give the agent a moment to read the reason, then cut the connection.
+                let _ = tokio::time::timeout(KILL_GRACE, &mut *conn_task).await;
+                return Ok(());
+            }
             r = &mut *conn_task => {
                 return match r {
                     Ok(Ok(())) => Ok(()),

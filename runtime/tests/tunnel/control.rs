@@ -137,3 +137,134 @@ async fn metrics_are_served_in_prometheus_format() {
     agent.shutdown().await;
     edge.shutdown().await;
 }
+
+/// A credential system stub: one token, binds limited to `*.allowed.example.test`, and a
+/// switch that revokes the live session.
+#[derive(Debug)]
+struct Revocable {
+    revoke: tokio::sync::watch::Receiver<bool>,
+    endpoints: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Debug)]
+struct Lease {
+    revoke: tokio::sync::watch::Receiver<bool>,
+    endpoints: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl wicket_runtime::auth::Authenticator for Revocable {
+    fn authenticate(
+        &self,
+        authtoken: &str,
+    ) -> Result<wicket_runtime::auth::Principal, wicket_runtime::auth::AuthError> {
+        if authtoken != TOKEN || *self.revoke.borrow() {
+            return Err(wicket_runtime::auth::AuthError::Unknown);
+        }
+        Ok(wicket_runtime::auth::Principal {
+            name: "device-1".into(),
+        })
+    }
+    fn authorize_bind(
+        &self,
+        principal: &wicket_runtime::auth::Principal,
+        url: &str,
+    ) -> Result<(), wicket_runtime::auth::AuthError> {
+        if url.ends_with(".allowed.example.test") {
+            Ok(())
+        } else {
+            Err(wicket_runtime::auth::AuthError::Forbidden {
+                principal: principal.name.clone(),
+                url: url.into(),
+            })
+        }
+    }
+    fn open_session(
+        &self,
+        _principal: &wicket_runtime::auth::Principal,
+        _peer: std::net::SocketAddr,
+    ) -> Box<dyn wicket_runtime::auth::SessionLease> {
+        Box::new(Lease {
+            revoke: self.revoke.clone(),
+            endpoints: self.endpoints.clone(),
+        })
+    }
+}
+
+impl wicket_runtime::auth::SessionLease for Lease {
+    fn endpoints_changed(&self, urls: &[String]) {
+        if let Ok(mut e) = self.endpoints.lock() {
+            *e = urls.to_vec();
+        }
+    }
+    fn closed(&self) -> futures_util::future::BoxFuture<'_, String> {
+        let mut rx = self.revoke.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|r| *r).await;
+            "credential revoked".to_owned()
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credential_system_authorizes_binds_and_revocation_closes_the_session() {
+    let c = certs();
+    let (revoke_tx, revoke_rx) = tokio::sync::watch::channel(false);
+    let endpoints = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = std::sync::Arc::new(Revocable {
+        revoke: revoke_rx,
+        endpoints: endpoints.clone(),
+    });
+    let edge = within(
+        "edge start",
+        wicket_runtime::edge::Edge::builder(edge_config(&c))
+            .tunnel_cert(c.pair.clone())
+            .public_certs(vec![c.pair.clone()])
+            .authenticator(auth)
+            .start(),
+    )
+    .await
+    .unwrap();
+    let up = upstream("app").await;
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: ok\n    url: http://a.allowed.example.test\n    upstream: {{ url: '{up}' }}\n  - name: denied\n    url: http://elsewhere.example.test\n    upstream: {{ url: '{up}' }}\n"
+            ),
+        ),
+    );
+    let st = settled(&agent).await;
+    assert_eq!(bound_url(&st, "ok"), "http://a.allowed.example.test");
+    match st.endpoints.get("denied") {
+        Some(EndpointState::Refused(r)) => assert_eq!(r.code, "ERR_WICKET_4203"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        *endpoints.lock().unwrap(),
+        vec!["http://a.allowed.example.test".to_owned()]
+    );
+    let http = edge.addrs().http.unwrap();
+    assert_eq!(
+        get(http, None, false, "a.allowed.example.test", "/hello")
+            .await
+            .status,
+        200
+    );
+
+    revoke_tx.send(true).unwrap();
+    let st = within("agent told", agent.wait_for(|s| s.fatal.is_some())).await;
+    assert!(st.fatal.unwrap().contains("credential revoked"));
+    within("session closed", async {
+        while edge.session_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let r = get(http, None, false, "a.allowed.example.test", "/hello").await;
+    assert_eq!(r.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    agent.shutdown().await;
+    edge.shutdown().await;
+}

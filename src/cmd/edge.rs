@@ -1,0 +1,333 @@
+//! `wicket edge`: run the edge (tunnel listener, public HTTP/HTTPS/TCP listeners, metrics).
+//! Every setting of `edge.yml` is also a flag; flags win over the file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use wicket_runtime::edge::{CertFiles, Edge, EdgeConfig, NamedToken, PortRange};
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging flags shared by `edge` and `agent`.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (`RUST_LOG` syntax), e.g. `info` or `wicket_runtime=debug`.
+    #[arg(long, env = "WICKET_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+impl LogArgs {
+    /// Installs the global tracing subscriber.
+    pub fn init(&self) -> Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log)
+            .with_context(|| format!("invalid log filter `{}`", self.log))?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let r = match self.log_format {
+            LogFormat::Pretty => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+        r.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    }
+}
+
+/// A listener address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+/// Parses `off` as "disabled", anything else as a socket address.
+fn listen_addr(s: &str) -> Result<Listen, String> {
+    if s == "off" {
+        return Ok(Listen(None));
+    }
+    s.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|e| format!("invalid address `{s}`: {e}"))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    wicket_runtime::duration::parse(s)
+        .ok_or_else(|| format!("invalid duration `{s}` (use e.g. `250ms`, `10s`, `5m`)"))
+}
+
+fn named_token(s: &str) -> Result<NamedToken, String> {
+    let (name, token) = s
+        .split_once('=')
+        .ok_or_else(|| "expected `NAME=TOKEN`".to_owned())?;
+    if name.is_empty() || token.is_empty() {
+        return Err("expected `NAME=TOKEN`".into());
+    }
+    Ok(NamedToken {
+        name: name.into(),
+        token: token.into(),
+    })
+}
+
+/// Arguments of `wicket edge`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// The configuration file (YAML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Tunnel listener (agents connect here).
+    #[arg(long, value_name = "ADDR")]
+    pub tunnel_listen: Option<SocketAddr>,
+    /// Public HTTP listener, or `off`.
+    #[arg(long, value_name = "ADDR|off", value_parser = listen_addr)]
+    pub http_listen: Option<Listen>,
+    /// Public HTTPS and `tls://` listener, or `off`.
+    #[arg(long, value_name = "ADDR|off", value_parser = listen_addr)]
+    pub https_listen: Option<Listen>,
+    /// Prometheus metrics listener, or `off`.
+    #[arg(long, value_name = "ADDR|off", value_parser = listen_addr)]
+    pub metrics_listen: Option<Listen>,
+    /// Base domain for generated endpoint names and `tcp://` URLs.
+    #[arg(long)]
+    pub base_domain: Option<String>,
+    /// Data directory (development CA, state).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Tunnel certificate chain (PEM); with `--tunnel-key`.
+    #[arg(long, requires = "tunnel_key")]
+    pub tunnel_cert: Option<PathBuf>,
+    /// Tunnel private key (PEM).
+    #[arg(long, requires = "tunnel_cert")]
+    pub tunnel_key: Option<PathBuf>,
+    /// Public certificate chain (PEM), repeatable, paired in order with `--key`.
+    #[arg(long)]
+    pub cert: Vec<PathBuf>,
+    /// Public private key (PEM), repeatable.
+    #[arg(long)]
+    pub key: Vec<PathBuf>,
+    /// Address `tcp://` endpoints listen on.
+    #[arg(long)]
+    pub tcp_listen_host: Option<IpAddr>,
+    /// Port range for `tcp://` endpoints, `START-END`.
+    #[arg(long)]
+    pub tcp_port_range: Option<PortRange>,
+    /// An accepted authtoken as `NAME=TOKEN` (repeatable; adds to the file's list).
+    #[arg(long, value_parser = named_token, env = "WICKET_EDGE_AUTHTOKEN", hide_env_values = true)]
+    pub authtoken: Vec<NamedToken>,
+    /// Edge-wide policy file run before every endpoint's own policy.
+    #[arg(long)]
+    pub policy_file: Option<PathBuf>,
+    /// Largest public request header block, in bytes.
+    #[arg(long)]
+    pub max_header_bytes: Option<usize>,
+    /// Concurrent public connections per client IP.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Concurrent streams per agent session.
+    #[arg(long)]
+    pub max_streams_per_session: Option<usize>,
+    /// Tunnel handshake deadline (TLS + hello).
+    #[arg(long, value_parser = duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Public request header deadline.
+    #[arg(long, value_parser = duration)]
+    pub header_timeout: Option<Duration>,
+    /// Idle limit of TCP/TLS pipes.
+    #[arg(long, value_parser = duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Heartbeat interval on tunnel sessions.
+    #[arg(long, value_parser = duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Heartbeat timeout on tunnel sessions.
+    #[arg(long, value_parser = duration)]
+    pub heartbeat_timeout: Option<Duration>,
+    /// Drain time at shutdown.
+    #[arg(long, value_parser = duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl EdgeArgs {
+    /// The configuration: the file (if any) with the flags applied on top.
+    pub fn config(&self) -> Result<EdgeConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                EdgeConfig::from_yaml(&text).map_err(|e| {
+                    anyhow::anyhow!("invalid edge configuration `{}`: {e}", path.display())
+                })?
+            }
+            None => EdgeConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field.clone() { cfg.$field = v; }
+            )*};
+        }
+        set!(
+            tunnel_listen,
+            base_domain,
+            data_dir,
+            tcp_listen_host,
+            tcp_port_range
+        );
+        if let Some(Listen(a)) = self.http_listen {
+            cfg.http_listen = a;
+        }
+        if let Some(Listen(a)) = self.https_listen {
+            cfg.https_listen = a;
+        }
+        if let Some(Listen(a)) = self.metrics_listen {
+            cfg.metrics_listen = a;
+        }
+        macro_rules! limit {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field { cfg.limits.$field = v; }
+            )*};
+        }
+        limit!(
+            max_header_bytes,
+            max_connections_per_ip,
+            max_streams_per_session,
+            handshake_timeout,
+            header_timeout,
+            idle_timeout,
+            heartbeat_interval,
+            heartbeat_timeout,
+            drain_timeout
+        );
+        if let (Some(cert), Some(key)) = (&self.tunnel_cert, &self.tunnel_key) {
+            cfg.tunnel_certificate = Some(CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        if self.cert.len() != self.key.len() {
+            bail!("give one `--key` for every `--cert`");
+        }
+        if !self.cert.is_empty() {
+            cfg.certificates = self
+                .cert
+                .iter()
+                .zip(&self.key)
+                .map(|(c, k)| CertFiles {
+                    cert: c.clone(),
+                    key: k.clone(),
+                })
+                .collect();
+        }
+        if self.policy_file.is_some() {
+            cfg.policy_file = self.policy_file.clone();
+        }
+        cfg.authtokens.extend(self.authtoken.iter().cloned());
+        Ok(cfg)
+    }
+}
+
+/// Runs the edge until Ctrl-C, then drains and stops.
+pub fn run(args: &EdgeArgs) -> Result<()> {
+    args.log.init()?;
+    let cfg = args.config()?;
+    if cfg.authtokens.is_empty() {
+        tracing::warn!("no authtokens configured: every agent will be refused");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let using_dev_ca = cfg.tunnel_certificate.is_none() || cfg.certificates.is_empty();
+        let ca_path = cfg.data_dir.join("dev-ca.pem");
+        let edge = Edge::builder(cfg).start().await?;
+        let a = edge.addrs();
+        eprintln!("wicket edge running");
+        eprintln!("  tunnel   {}", a.tunnel);
+        if let Some(h) = a.http {
+            eprintln!("  http     {h}");
+        }
+        if let Some(h) = a.https {
+            eprintln!("  https    {h}");
+        }
+        if let Some(m) = a.metrics {
+            eprintln!("  metrics  http://{m}/metrics");
+        }
+        if using_dev_ca {
+            eprintln!(
+                "  development CA: {} (give it to agents as `connect_cas`)",
+                ca_path.display()
+            );
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        eprintln!("draining…");
+        edge.shutdown().await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        edge: EdgeArgs,
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge.yml");
+        std::fs::write(
+            &path,
+            "base_domain: a.test\nhttp_listen: 127.0.0.1:1\nauthtokens: [{name: a, token: t}]\nlimits: {header_timeout: 3s}\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "edge",
+            "--config",
+            path.to_str().unwrap(),
+            "--base-domain",
+            "b.test",
+            "--https-listen",
+            "off",
+            "--authtoken",
+            "ops=secret",
+            "--idle-timeout",
+            "90s",
+            "--tcp-port-range",
+            "30000-30009",
+        ])
+        .unwrap();
+        let cfg = cli.edge.config().unwrap();
+        assert_eq!(cfg.base_domain, "b.test");
+        assert_eq!(cfg.http_listen, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(cfg.https_listen, None);
+        assert_eq!(cfg.authtokens.len(), 2);
+        assert_eq!(cfg.limits.header_timeout, Duration::from_secs(3));
+        assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(90));
+        assert_eq!(
+            cfg.tcp_port_range,
+            PortRange {
+                start: 30000,
+                end: 30009
+            }
+        );
+        assert!(Cli::try_parse_from(["edge", "--authtoken", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["edge", "--handshake-timeout", "soon"]).is_err());
+    }
+}
