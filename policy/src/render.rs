@@ -162,6 +162,9 @@ pub fn human(map: &SourceMap, d: &Diagnostic, color: bool) -> String {
     out
 }
 
+/// Longest source line shown in full; longer lines show a window around the span.
+const MAX_LINE: usize = 160;
+
 fn snippet(
     out: &mut String,
     f: &SourceFile,
@@ -174,28 +177,36 @@ fn snippet(
     let start = f.line_col(label.span.start);
     let end = f.line_col(label.span.end);
     let text = f.line_text(start.line);
-    let shown: String = text
+    let chars: Vec<char> = text
         .chars()
         .map(|c| if c == '\t' { ' ' } else { c })
         .collect();
-    let line_chars = shown.chars().count() as u32;
-    let first = start.col;
+    let first = start.col as usize - 1;
     let last = if end.line == start.line {
-        end.col
+        end.col as usize - 1
     } else {
-        line_chars + 1
+        chars.len()
     };
-    let count = last.saturating_sub(first).max(1) as usize;
+    // A window of the line around the span start when the line is long.
+    let (from, prefix) = if chars.len() > MAX_LINE && first > 40 {
+        (first - 40, "…")
+    } else {
+        (0, "")
+    };
+    let to = (from + MAX_LINE).min(chars.len());
+    let suffix = if to < chars.len() { "…" } else { "" };
+    let shown: String = chars[from..to].iter().collect();
+    let caret_at = first - from + prefix.chars().count();
+    let count = last.min(to).saturating_sub(first).max(1);
     let marker = if primary { "^" } else { "-" };
     let color = if primary { sev } else { "1;34" };
     let _ = writeln!(
         out,
-        "{} {} {}",
+        "{} {} {prefix}{shown}{suffix}",
         p.wrap("1;34", &format!("{:>width$}", start.line)),
-        p.wrap("1;34", "|"),
-        shown
+        p.wrap("1;34", "|")
     );
-    let mut under = " ".repeat(first.saturating_sub(1) as usize);
+    let mut under = " ".repeat(caret_at);
     under.push_str(&marker.repeat(count));
     if let Some(m) = &label.message {
         under.push(' ');

@@ -195,6 +195,10 @@ pub struct SyntaxError {
 /// The most nodes alias expansion may produce, against "billion laughs" documents.
 const MAX_NODES: usize = 1_000_000;
 
+/// The deepest nesting of collections accepted (policies need fewer than 20 levels); deeper
+/// documents are refused instead of exhausting the stack of the recursive passes.
+pub const MAX_DEPTH: usize = 128;
+
 /// Parses `text` (YAML or JSON). Returns the root of the first document, `None` for an empty
 /// stream, and a [`SyntaxError`] when the text is not YAML. Further documents after the first
 /// are reported as an error.
@@ -208,6 +212,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
         index: &index,
         anchors: Vec::new(),
         nodes: 0,
+        depth: 0,
     };
     let mut parser = Parser::new_from_str(text);
     let mut root = None;
@@ -239,6 +244,7 @@ struct Builder<'a> {
     index: &'a LineIndex,
     anchors: Vec<(usize, Node)>,
     nodes: usize,
+    depth: usize,
 }
 
 impl Builder<'_> {
@@ -292,6 +298,29 @@ impl Builder<'_> {
     ) -> Result<Node, SyntaxError> {
         let start_span = self.span(span);
         self.count(1, start_span)?;
+        let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+        if opens {
+            if self.depth >= MAX_DEPTH {
+                return Err(SyntaxError {
+                    message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                    span: start_span,
+                });
+            }
+            self.depth += 1;
+        }
+        let result = self.node_inner(parser, event, start_span);
+        if opens {
+            self.depth -= 1;
+        }
+        result
+    }
+
+    fn node_inner(
+        &mut self,
+        parser: &mut Parser<'_, saphyr_parser::StrInput<'_>>,
+        event: Event<'_>,
+        start_span: Span,
+    ) -> Result<Node, SyntaxError> {
         let (node, anchor) = match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let style = match style {
