@@ -22,7 +22,11 @@ enum Command {
     /// Check traffic policy files and agent configs.
     Lint(cmd::lint::LintArgs),
     /// Print the JSON Schema of traffic policy files.
-    Schema,
+    Schema {
+        /// Print the Markdown reference of actions and diagnostic codes instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Rewrite traffic policy files canonically.
     Fmt(cmd::fmt::FmtArgs),
     /// Manage fleet credentials (authtokens).
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Command::Lint(args) => cmd::lint::run(&args).map(|o| o == cmd::lint::Outcome::Clean),
-        Command::Schema => cmd::schema::run().map(|()| true),
+        Command::Schema { markdown } => cmd::schema::run(markdown).map(|()| true),
         Command::Fmt(args) => cmd::fmt::run(&args),
         Command::Tokens(args) => cmd::tokens::run(&args).map(|()| true),
         Command::Sessions(args) => cmd::sessions::run(&args).map(|()| true),

@@ -11,6 +11,7 @@ pub mod env;
 pub use diagnostic::{Diagnostic, ExprIssue, FileId, Label, Severity};
 
 pub mod codes;
+pub mod docs;
 pub mod format;
 pub mod jsonschema;
 pub mod lint;

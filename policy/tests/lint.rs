@@ -84,3 +84,13 @@ fn problems_are_all_collected() {
     let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["E0201", "E0204", "E0101"]);
 }
+
+#[test]
+fn generated_action_reference_is_up_to_date() {
+    let generated = wicket_policy::docs::actions_markdown();
+    let checked_in = std::fs::read_to_string("../docs/policy-actions.md").unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/policy-actions.md is stale: regenerate it with `wicket schema --markdown > docs/policy-actions.md`"
+    );
+}
