@@ -432,7 +432,7 @@ impl Value {
     }
 
     /// CEL ordering for `<`, `<=`, `>`, `>=`. `Ok(None)` means the values are not ordered
-    /// (a `NaN` operand: every comparison is false).
+    /// (a `NaN` operand, which the ordering operators report as an error).
     ///
     /// # Errors
     /// [`EvalError::NoMatchingOverload`] when the types cannot be compared.

@@ -1012,6 +1012,9 @@ mod tests {
         holds("2.0 in [1, 2] && 1u in {1: true}");
         holds("!(0.0 / 0.0 == 0.0 / 0.0)");
         holds("1 < 1.5 && 2u > 1 && -1 < 0u");
+        holds("0.0 / 0.0 < 1.0 || true");
+        fails("0.0 / 0.0 <= 1.0");
+        fails("1u > 0.0 / 0.0");
         fails("{1: 'a', 1u: 'b'}");
         fails("1 < 'a'");
         fails("1 + 1u");

@@ -148,8 +148,16 @@ pub(super) fn binary(op: BinaryOp, a: &Value, b: &Value) -> EvalResult {
     }
 }
 
+/// An ordering operator. A `NaN` operand is an error, as in cel-go ("NaN values cannot be
+/// ordered"): answering `false` would break `a <= b == !(a > b)`, which the language definition
+/// requires of the ordering operators.
 fn compare(a: &Value, b: &Value, test: impl Fn(Ordering) -> bool) -> EvalResult {
-    Ok(Value::Bool(a.cel_cmp(b)?.is_some_and(test)))
+    match a.cel_cmp(b)? {
+        Some(ordering) => Ok(Value::Bool(test(ordering))),
+        None => Err(EvalError::InvalidArgument(
+            "cannot order a NaN value".to_owned(),
+        )),
+    }
 }
 
 /// `element in container`.
