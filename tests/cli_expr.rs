@@ -26,6 +26,11 @@ fn prints_a_value_and_its_type() {
 }
 
 #[test]
+fn expression_may_start_with_a_minus() {
+    insta::assert_snapshot!(expr(&["-2.5 * 2.0"]));
+}
+
+#[test]
 fn prints_collection_types() {
     insta::assert_snapshot!(expr(&[r#"{"a": [1, 2], "b": []}"#]));
 }

@@ -25,7 +25,8 @@ use wicket_grammar::{Expr, ExprKind, Literal, Span};
 /// Arguments of `wicket expr`.
 #[derive(Debug, Args)]
 pub struct ExprArgs {
-    /// The CEL expression to evaluate.
+    /// The CEL expression to evaluate (it may start with `-`: `wicket expr -1`).
+    #[arg(allow_hyphen_values = true)]
     pub expression: String,
     /// Bind a variable: `name=<json>` (numbers without fraction or exponent become `int`,
     /// other numbers `double`, objects `map`, arrays `list`). Repeatable.
