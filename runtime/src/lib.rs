@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod duration;
 pub mod edge;
+pub mod engine_policy;
 pub mod io;
 pub mod metrics;
 pub mod pages;

@@ -19,9 +19,10 @@ use tokio::task::JoinSet;
 pub use config::{CertFiles, EdgeConfig, Limits, NamedToken, PortRange};
 
 use crate::auth::{Authenticator, StaticTokens};
+use crate::engine_policy::EngineCompiler;
 use crate::metrics::Metrics;
 use crate::policy_hook::{
-    ConnDecision, ConnInfo, EndpointPolicy, PolicyCompiler, ReqDecision, ResDecision, Unavailable,
+    ConnDecision, ConnInfo, EndpointPolicy, PolicyCompiler, ReqDecision, ResDecision,
 };
 use crate::proto::control::{BindRequest, EndpointProto, PolicySource, Refusal};
 use crate::routing::HostPattern;
@@ -72,7 +73,7 @@ impl EdgeBuilder {
         self
     }
 
-    /// Replaces the policy compiler (default: [`Unavailable`], which refuses every policy).
+    /// Replaces the policy compiler (default: [`EngineCompiler`]).
     pub fn policy_compiler(mut self, c: Arc<dyn PolicyCompiler>) -> Self {
         self.compiler = c;
         self
@@ -243,7 +244,7 @@ impl Edge {
         EdgeBuilder {
             config,
             authenticator: None,
-            compiler: Arc::new(Unavailable),
+            compiler: Arc::new(EngineCompiler),
             tunnel_cert: None,
             public_certs: Vec::new(),
         }

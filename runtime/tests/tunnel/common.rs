@@ -238,6 +238,7 @@ async fn route(tag: &str, req: Request<Incoming>) -> Response<TestBody> {
         for (k, v) in [
             ("x-seen-host", seen("host")),
             ("x-seen-xff", seen("x-forwarded-for")),
+            ("x-seen-forwarded-by", seen("x-forwarded-by")),
             ("x-seen-proto", seen("x-forwarded-proto")),
             ("x-seen-fwd-host", seen("x-forwarded-host")),
             ("x-seen-wicket", wicket.join(",")),

@@ -35,10 +35,15 @@ async fn a_wrong_authtoken_is_refused_before_the_session_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_with_a_policy_is_refused_while_no_engine_is_linked() {
+async fn policies_are_enforced_at_the_edge_and_invalid_ones_refused() {
     let c = certs();
     let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
+    std::fs::write(
+        c.dir.path().join("policy.yml"),
+        "on_http_request:\n  - expressions: [\"req.url.path.startsWith('/admin')\"]\n    actions: [{ type: deny }]\n  - actions:\n      - type: add-headers\n        config: { headers: { x-forwarded-by: wicket } }\non_http_response:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-policy: applied } }\n",
+    )
+    .unwrap();
     let agent = start_agent(
         &c,
         &agent_yaml(
@@ -46,44 +51,42 @@ async fn an_endpoint_with_a_policy_is_refused_while_no_engine_is_linked() {
             edge.addrs().tunnel,
             TOKEN,
             &format!(
-                "  - name: guarded\n    url: https://guarded.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy:\n      on_http_request:\n        - actions: [{{ type: deny }}]\n  - name: open\n    url: https://open.example.test\n    upstream: {{ url: '{up}' }}\n"
+                "  - name: guarded\n    url: https://guarded.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: policy.yml\n  - name: broken\n    url: https://broken.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy:\n      on_http_request:\n        - expressions: ['req.nope == 1']\n          actions: [{{ type: deny }}]\n"
             ),
         ),
     );
     let st = settled(&agent).await;
-    match st.endpoints.get("guarded") {
+    assert_eq!(bound_url(&st, "guarded"), "https://guarded.example.test");
+    match st.endpoints.get("broken") {
         Some(EndpointState::Refused(r)) => {
             assert_eq!(r.code, "ERR_WICKET_4300");
             assert!(
-                r.message
-                    .contains("traffic policy enforcement is not available in this build"),
-                "{}",
-                r.message
+                r.diagnostics.iter().any(|d| d.contains("req.nope")),
+                "{r:?}"
             );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(bound_url(&st, "open"), "https://open.example.test");
-    // Fail closed: the guarded host is not served at all.
     let https = edge.addrs().https.unwrap();
+    let tls = Some((&c, "guarded.example.test"));
+    let r = get(https, tls, true, "guarded.example.test", "/admin/users").await;
+    assert_eq!(r.status, http::StatusCode::FORBIDDEN);
+    assert_eq!(r.header("x-upstream"), "", "denied at the edge");
+    let r = get(https, tls, false, "guarded.example.test", "/hello").await;
+    assert_eq!(r.status, http::StatusCode::OK);
+    assert_eq!(r.header("x-upstream"), "app");
+    assert_eq!(r.header("x-policy"), "applied");
+    assert_eq!(r.header("x-seen-forwarded-by"), "wicket");
+    // Fail closed: the endpoint whose policy was refused is not served at all.
     let r = get(
         https,
-        Some((&c, "guarded.example.test")),
+        Some((&c, "broken.example.test")),
         false,
-        "guarded.example.test",
+        "broken.example.test",
         "/hello",
     )
     .await;
     assert_eq!(r.status, http::StatusCode::NOT_FOUND);
-    let r = get(
-        https,
-        Some((&c, "open.example.test")),
-        false,
-        "open.example.test",
-        "/hello",
-    )
-    .await;
-    assert_eq!(r.status, http::StatusCode::OK);
     agent.shutdown().await;
     edge.shutdown().await;
 }
