@@ -56,6 +56,15 @@ fn eval_error_points_at_the_failing_sub_expression() {
 }
 
 #[test]
+fn eval_error_inside_a_macro_body() {
+    insta::assert_snapshot!(expr(&[
+        "--var",
+        r#"headers={"x-id": ["7"], "x-retries": ["3", "x"]}"#,
+        "headers.all(name, headers[name].all(v, int(v) >= 0))",
+    ]));
+}
+
+#[test]
 fn undeclared_variable_is_an_eval_error() {
     insta::assert_snapshot!(expr(&["request.path.startsWith('/api')"]));
 }

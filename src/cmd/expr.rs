@@ -8,15 +8,16 @@
 //!
 //! The interpreter's errors carry no span, so the command locates the failing sub-expression
 //! itself: starting from the root, it descends into a child that evaluates on its own to the
-//! very same error, and points at the innermost such node. Sub-expressions that depend on a
-//! macro's bound variables cannot be evaluated on their own, so an error inside a macro body
-//! usually points at the whole macro call.
+//! very same error, and points at the innermost such node. At a macro (`all`, `exists`, `map`,
+//! `filter`, …, `cel.bind`) it replays the iterations with the macro variables bound and
+//! descends into the body of the first iteration that fails the same way, so an error inside a
+//! macro body points at the failing sub-expression too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use clap::Args;
-use wicket_engine::interp::Env;
+use wicket_engine::interp::{Activation, Env};
 use wicket_engine::value::{CelType, Key, MapValue};
 use wicket_engine::{EvalError, Value};
 use wicket_grammar::ast::Macro;
@@ -63,7 +64,7 @@ pub fn run(args: &ExprArgs) -> bool {
             true
         }
         Err(e) => {
-            let (span, error) = failing_node(&env, &expr, &e);
+            let (span, error) = failing_node(&vars, args.container.as_deref(), &expr, &e);
             eprint!("{}", render_error(source, span, &error.to_string()));
             false
         }
@@ -125,26 +126,149 @@ fn json_to_value(json: &serde_json::Value) -> Value {
 /// module documentation): its span and its error. A child failing with exactly `error` is
 /// preferred; otherwise one failing with an error of the same kind (an undeclared `a.b.f` call
 /// whose target `a.b` is undeclared).
-fn failing_node(env: &Env<'_>, expr: &Expr, error: &EvalError) -> (Span, EvalError) {
+fn failing_node(
+    activation: &dyn Activation,
+    container: Option<&str>,
+    expr: &Expr,
+    error: &EvalError,
+) -> (Span, EvalError) {
     let mut node = expr;
     let mut error = error.clone();
+    let env = make_env(activation, container);
     'descend: loop {
         let failures: Vec<(&Expr, EvalError)> = children(node)
             .into_iter()
             .filter_map(|child| env.eval(child).err().map(|e| (child, e)))
             .collect();
-        let exact = failures.iter().find(|(_, e)| *e == error);
-        let same_kind = || {
-            failures
-                .iter()
-                .find(|(_, e)| std::mem::discriminant(e) == std::mem::discriminant(&error))
-        };
-        if let Some((child, e)) = exact.or_else(same_kind) {
+        if let Some((child, e)) = matching(&failures, &error) {
             node = child;
             error = e.clone();
             continue 'descend;
         }
-        return (node.span, error);
+        return failing_iteration(&env, activation, container, node, &error)
+            .unwrap_or((node.span, error));
+    }
+}
+
+fn make_env<'a>(activation: &'a dyn Activation, container: Option<&str>) -> Env<'a> {
+    let env = Env::new(activation);
+    match container {
+        Some(container) => env.with_container(container),
+        None => env,
+    }
+}
+
+/// The failure in `failures` that is `error`, or else one of the same kind.
+fn matching<'f, 'e>(
+    failures: &'f [(&'e Expr, EvalError)],
+    error: &EvalError,
+) -> Option<&'f (&'e Expr, EvalError)> {
+    failures.iter().find(|(_, e)| e == error).or_else(|| {
+        failures
+            .iter()
+            .find(|(_, e)| std::mem::discriminant(e) == std::mem::discriminant(error))
+    })
+}
+
+/// At most this many iterations of a macro are replayed to find the one that fails.
+const MAX_REPLAYED_ITERATIONS: usize = 10_000;
+
+/// When `node` is a comprehension macro (or `cel.bind`), replays its iterations with the macro
+/// variables bound, and locates the error inside the filter or body of the first iteration
+/// that fails like `error`.
+fn failing_iteration(
+    env: &Env<'_>,
+    activation: &dyn Activation,
+    container: Option<&str>,
+    node: &Expr,
+    error: &EvalError,
+) -> Option<(Span, EvalError)> {
+    let ExprKind::Macro(m) = &node.kind else {
+        return None;
+    };
+    let (comp, filter) = match &**m {
+        Macro::All(c) | Macro::Exists(c) | Macro::ExistsOne(c) | Macro::Filter(c) => (c, None),
+        Macro::Map { comp, filter }
+        | Macro::TransformList { comp, filter }
+        | Macro::TransformMap { comp, filter }
+        | Macro::TransformMapEntry { comp, filter } => (comp, filter.as_ref()),
+        Macro::Bind { var, init, body } => {
+            let value = env.eval(init).ok()?;
+            let scope = Scope {
+                outer: activation,
+                bound: vec![(var.name.clone(), value)],
+            };
+            return failing_in(&scope, container, &[body], error);
+        }
+        _ => return None,
+    };
+    let iterations: Vec<Vec<(String, Value)>> = match env.eval(&comp.range).ok()? {
+        Value::List(items) => items
+            .iter()
+            .enumerate()
+            .take(MAX_REPLAYED_ITERATIONS)
+            .map(|(i, item)| match &comp.var2 {
+                None => vec![(comp.var.name.clone(), item.clone())],
+                Some(var2) => vec![
+                    (
+                        comp.var.name.clone(),
+                        Value::Int(i64::try_from(i).unwrap_or(i64::MAX)),
+                    ),
+                    (var2.name.clone(), item.clone()),
+                ],
+            })
+            .collect(),
+        Value::Map(map) => map
+            .iter()
+            .take(MAX_REPLAYED_ITERATIONS)
+            .map(|(key, value)| match &comp.var2 {
+                None => vec![(comp.var.name.clone(), key.to_value())],
+                Some(var2) => vec![
+                    (comp.var.name.clone(), key.to_value()),
+                    (var2.name.clone(), value.clone()),
+                ],
+            })
+            .collect(),
+        _ => return None,
+    };
+    let parts: Vec<&Expr> = filter.into_iter().chain([&comp.body]).collect();
+    iterations.into_iter().find_map(|bound| {
+        let scope = Scope {
+            outer: activation,
+            bound,
+        };
+        failing_in(&scope, container, &parts, error)
+    })
+}
+
+/// Locates `error` in the first of `parts` that fails like it under `scope`.
+fn failing_in(
+    scope: &Scope<'_>,
+    container: Option<&str>,
+    parts: &[&Expr],
+    error: &EvalError,
+) -> Option<(Span, EvalError)> {
+    let env = make_env(scope, container);
+    let failures: Vec<(&Expr, EvalError)> = parts
+        .iter()
+        .filter_map(|part| env.eval(part).err().map(|e| (*part, e)))
+        .collect();
+    let (part, e) = matching(&failures, error)?;
+    Some(failing_node(scope, container, part, e))
+}
+
+/// The variables of an enclosing scope plus macro variables bound for one iteration.
+struct Scope<'a> {
+    outer: &'a dyn Activation,
+    bound: Vec<(String, Value)>,
+}
+
+impl Activation for Scope<'_> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        match self.bound.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => Some(value.clone()),
+            None => self.outer.resolve(name),
+        }
     }
 }
 
@@ -423,7 +547,7 @@ mod tests {
         let span_of = |source: &str| {
             let expr = wicket_grammar::parse(source).unwrap();
             let error = env.eval(&expr).unwrap_err();
-            let (span, error) = failing_node(&env, &expr, &error);
+            let (span, error) = failing_node(&vars, None, &expr, &error);
             (source[span.range()].to_owned(), error.to_string())
         };
         let at = |span: &str, error: &str| (span.to_owned(), error.to_owned());
@@ -441,8 +565,20 @@ mod tests {
             at("a.b", "undeclared reference to `a.b`")
         );
         assert_eq!(
-            span_of("[0].map(x, 1 / x)"),
-            at("[0].map(x, 1 / x)", "division by zero")
+            span_of("[1, 0].map(x, 1 / x)"),
+            at("1 / x", "division by zero")
+        );
+        assert_eq!(
+            span_of("{'a': 1}.all(k, v, v > 0 && k - 1 > 0)"),
+            at("k - 1", "no matching overload for `_-_`")
+        );
+        assert_eq!(
+            span_of("[1, 2].exists(x, x == 3 || [x][x] == 0)"),
+            at("[x][x]", "index out of range: 1")
+        );
+        assert_eq!(
+            span_of("cel.bind(z, 0, [1].filter(y, y / z > 0))"),
+            at("y / z", "division by zero")
         );
     }
 
