@@ -1,6 +1,7 @@
 //! Actions: compiled from their configs once, run per request without I/O. Actions that need
 //! I/O stop the phase with [`Decision::External`] for the runtime to carry out.
 
+pub(crate) mod jwt;
 pub mod ratelimit;
 pub(crate) mod template;
 
@@ -93,6 +94,7 @@ pub(crate) enum Action {
     RestrictIps(Box<RestrictIps>),
     BasicAuth(Box<BasicAuth>),
     RateLimit(Box<RateLimit>),
+    Jwt(Box<JwtAction>),
     Compress {
         algorithms: Arc<[Arc<str>]>,
     },
@@ -136,6 +138,12 @@ pub(crate) struct BasicAuth {
 }
 
 #[derive(Debug)]
+pub(crate) struct JwtAction {
+    validation: jwt::JwtValidation,
+    challenge: HeaderList,
+}
+
+#[derive(Debug)]
 pub(crate) struct RateLimit {
     name: String,
     enforce: bool,
@@ -160,6 +168,7 @@ impl Action {
             Action::RestrictIps(_) => "restrict-ips",
             Action::BasicAuth(_) => "basic-auth",
             Action::RateLimit(_) => "rate-limit",
+            Action::Jwt(_) => "jwt-validation",
             Action::Compress { .. } => "compress-response",
             Action::Forward { .. } => "forward-internal",
             Action::External { kind, .. } => kind,
@@ -531,6 +540,13 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
                 on_error_continue: on_error == "continue",
             }
         }
+        "jwt-validation" if !jwt::needs_network(c) => Action::Jwt(Box::new(JwtAction {
+            validation: jwt::JwtValidation::compile(c)?,
+            challenge: Arc::from(vec![(
+                Arc::from("www-authenticate"),
+                Arc::from("Bearer error=\"invalid_token\""),
+            )]),
+        })),
         k if EXTERNAL.contains(&k) => Action::External {
             kind: Arc::from(k),
             config: Arc::new(config.clone()),
@@ -787,7 +803,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
             } else {
                 Flow::Stop(Decision::Redirect {
                     status: *status,
-                    location: Arc::from(new),
+                    location: Arc::from(url_escape(&new)),
                     headers: render_headers(headers, view, st)?,
                 })
             }
@@ -931,6 +947,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
                 _ => Flow::Continue,
             }
         }
+        Action::Jwt(j) => run_jwt(j, view, st)?,
         Action::Forward {
             url,
             on_error_continue,
@@ -943,6 +960,119 @@ pub(crate) fn run<V: RequestView + ?Sized>(
             config: config.clone(),
             resume,
         }),
+    })
+}
+
+fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Double(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
+        serde_json::Value::String(s) => Value::string(s.as_str()),
+        serde_json::Value::Array(items) => Value::list(items.iter().map(json_value).collect()),
+        serde_json::Value::Object(m) => {
+            let mut out = MapValue::new();
+            for (k, v) in m {
+                out.upsert(Key::String(Arc::from(k.as_str())), json_value(v));
+            }
+            Value::map(out)
+        }
+    }
+}
+
+fn token_text<'a, V: RequestView + ?Sized>(
+    location: &jwt::Location,
+    view: &'a V,
+    st: &Scratch,
+) -> Option<std::borrow::Cow<'a, str>> {
+    match location {
+        jwt::Location::Header(name) => view.header(name, 0).map(std::borrow::Cow::Borrowed),
+        jwt::Location::Cookie(name) => (0..view.header_count("cookie"))
+            .filter_map(|i| view.header("cookie", i))
+            .flat_map(|h| h.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then_some(std::borrow::Cow::Borrowed(v))
+            }),
+        jwt::Location::Query(name) => {
+            let query = st.url_parts(view).4;
+            query.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == name).then(|| {
+                    std::borrow::Cow::Owned(
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    )
+                })
+            })
+        }
+    }
+}
+
+fn run_jwt<V: RequestView + ?Sized>(
+    j: &JwtAction,
+    view: &V,
+    st: &mut Scratch,
+) -> Result<Flow, EvalError> {
+    let now = std::time::SystemTime::now();
+    let mut tokens = Vec::new();
+    let mut failure: Option<jwt::JwtError> = None;
+    for spec in &j.validation.tokens {
+        let (kind, prop) = match &spec.location {
+            jwt::Location::Header(n) => ("header", n.as_str()),
+            jwt::Location::Cookie(n) => ("cookie", n.as_str()),
+            jwt::Location::Query(n) => ("query", n.as_str()),
+        };
+        let raw = token_text(&spec.location, view, st);
+        let token = raw
+            .as_deref()
+            .and_then(|t| t.strip_prefix(spec.prefix.as_str()));
+        let Some(token) = token else {
+            failure.get_or_insert(jwt::JwtError::Missing(format!("{kind} `{prop}`")));
+            continue;
+        };
+        match j.validation.verify(token.trim(), now) {
+            Ok((header, payload)) => tokens.push(map_of([
+                ("header", json_value(&header)),
+                ("payload", json_value(&payload)),
+                (
+                    "signature",
+                    Value::string(token.rsplit('.').next().unwrap_or("")),
+                ),
+                ("verified", Value::Bool(true)),
+                ("location", Value::string(kind)),
+                ("location_property", Value::string(prop)),
+            ])),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let mut result = vec![("tokens", Value::list(tokens))];
+    if let Some(e) = &failure {
+        result.push((
+            "error",
+            map_of([
+                ("code", Value::string(e.code())),
+                ("message", Value::string(e.to_string())),
+            ]),
+        ));
+    }
+    let mut m = MapValue::new();
+    for (k, v) in result {
+        m.upsert(Key::String(Arc::from(k)), v);
+    }
+    st.set_result("jwt_validation", Value::map(m));
+    Ok(match failure {
+        Some(e) => Flow::Stop(Decision::Reject {
+            status: 401,
+            headers: j.challenge.clone(),
+            code: Some(e.code()),
+        }),
+        None => Flow::Continue,
     })
 }
 
