@@ -14,8 +14,8 @@ pub enum FormatError {
     /// The text does not parse.
     #[error("invalid YAML at byte {}: {}", .0.span.start, .0.message)]
     Syntax(SyntaxError),
-    /// The document is not a map of phases.
-    #[error("the document is not a map of phases")]
+    /// The document is not a map of phases (agent configs are not formatted).
+    #[error("the document is not a policy (a map of phases); agent configs are not formatted")]
     NotAPolicy,
     /// The formatted text would not mean the same as the input (a formatter bug); nothing
     /// is written.
@@ -48,6 +48,13 @@ pub fn format(text: &str, migrate: bool) -> Result<Formatted, FormatError> {
     let Some(entries) = root.as_map() else {
         return Err(FormatError::NotAPolicy);
     };
+    let is_policy = entries.iter().any(|(k, _)| {
+        k.as_str()
+            .is_some_and(|k| Phase::from_key(k).is_some() || matches!(k, "inbound" | "outbound"))
+    });
+    if !is_policy {
+        return Err(FormatError::NotAPolicy);
+    }
     let had_comments = has_comments(text, &root);
     let legacy = entries
         .iter()
@@ -413,6 +420,15 @@ mod tests {
             f.text
                 .contains("      - |\n        a == '#x' &&\n        b\n")
         );
+    }
+
+    #[test]
+    fn refuses_documents_that_are_not_policies() {
+        assert_eq!(
+            format("version: 3\nendpoints: []\n", false),
+            Err(FormatError::NotAPolicy)
+        );
+        assert_eq!(format("- a\n", false), Err(FormatError::NotAPolicy));
     }
 
     #[test]

@@ -94,3 +94,51 @@ fn generated_action_reference_is_up_to_date() {
         "docs/policy-actions.md is stale: regenerate it with `wicket schema --markdown > docs/policy-actions.md`"
     );
 }
+
+#[test]
+fn agent_config_lints_inline_and_referenced_policies() {
+    let dir = std::env::temp_dir().join(format!("wicket-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("api.yml"),
+        "on_http_request:\n  - actions:\n      - type: deny\n      - type: log\n        config:\n          metadata: {a: b}\n",
+    )
+    .unwrap();
+    let config = "version: 3\nagent:\n  authtoken: x\nendpoints:\n  - name: web\n    upstream: {url: 8080}\n    traffic_policy:\n      on_http_response:\n        - actions:\n            - type: deny\n  - name: api\n    upstream: {url: 8081}\n    traffic_policy_file: api.yml\n";
+    let path = dir.join("ngrok.yml");
+    std::fs::write(&path, config).unwrap();
+    let mut map = SourceMap::new();
+    let id = map.add(path.display().to_string(), config);
+    let report = lint(&mut map, id, LintOptions::default());
+    let found: Vec<(String, &str)> = report
+        .diagnostics
+        .iter()
+        .map(|d| (map.get(d.primary.file).unwrap().name.clone(), d.code))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (path.display().to_string(), "E0202"),
+            (dir.join("api.yml").display().to_string(), "E0501"),
+        ]
+    );
+    assert_eq!(report.policies.len(), 2);
+    assert_eq!(
+        report.policies[0].origins[0].endpoint.as_deref(),
+        Some("web")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn legacy_inbound_maps_to_the_tcp_phase_for_tcp_only_actions() {
+    let mut map = SourceMap::new();
+    let id = map.add(
+        "p.yaml",
+        "inbound:\n  - actions:\n      - type: terminate-tls\n",
+    );
+    let report = lint(&mut map, id, LintOptions::default());
+    let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["W0001"]);
+    assert!(report.diagnostics[0].message.contains("on_tcp_connect"));
+}
