@@ -95,7 +95,20 @@ fn leaves(ty: Ty) -> Src {
         ]),
         Ty::Uint => pick(&["0u", "1u", "5u", "u", "u", "18446744073709551615u", "0x1Fu"]),
         Ty::Double => pick(&[
-            "0.0", "1.5", "-2.25", "1e10", "0.1", "d", "d", "3.0", "1e308", "-0.0",
+            "0.0",
+            "1.5",
+            "-2.25",
+            "1e10",
+            "0.1",
+            "d",
+            "d",
+            "3.0",
+            "1e308",
+            "-0.0",
+            "9223372036854775807.0",
+            "-9223372036854775808.0",
+            "18446744073709551615.0",
+            "-1.0",
         ]),
         Ty::Str => pick(&[
             "''",
@@ -110,6 +123,14 @@ fn leaves(ty: Ty) -> Src {
             "s",
             "s",
             "r'\\d'",
+            "'0x10'",
+            "'1e3'",
+            "' 1'",
+            "'+1'",
+            "'-0'",
+            "'9223372036854775808'",
+            "'1.0'",
+            "'\\u00e9'",
         ]),
         Ty::Bool => pick(&["true", "false", "b", "b"]),
         Ty::Bytes => pick(&["b''", "b'abc'", "b'\\xff\\x00'", "by", "by"]),
@@ -203,6 +224,14 @@ fn compound(level: &Level, ty: Ty) -> Src {
                     .boxed(),
             );
             alts.push(a(Ty::Map).prop_map(|m| format!("{m}.a")).boxed());
+            // Heterogeneous keys: int, uint and double look-ups find numerically equal keys.
+            alts.push(
+                level
+                    .any
+                    .clone()
+                    .prop_map(|k| format!("{{1: 10, 2u: 20, 'a': 30, true: 40}}[{k}]"))
+                    .boxed(),
+            );
         }
         Ty::Uint => {
             alts.extend(arith(level, ty));
@@ -250,6 +279,16 @@ fn compound(level: &Level, ty: Ty) -> Src {
             alts.push(unary("!", c()));
             alts.push(binary(a(Ty::Int), "in", a(Ty::List)));
             alts.push(binary(a(Ty::Str), "in", a(Ty::Map)));
+            alts.push(binary(
+                level.any.clone(),
+                "in",
+                pick(&["[1, 2u, 3.0, 'a']"]),
+            ));
+            alts.push(binary(
+                level.any.clone(),
+                "in",
+                pick(&["{1: 10, 2u: 20, 'a': 30, true: 40}"]),
+            ));
             for name in ["startsWith", "endsWith", "contains"] {
                 alts.push(method(a(Ty::Str), name, a(Ty::Str)));
             }
@@ -274,6 +313,11 @@ fn compound(level: &Level, ty: Ty) -> Src {
             alts.push(binary(a(Ty::List), "+", a(Ty::List)));
             alts.push(
                 (a(Ty::Int), a(Ty::Int))
+                    .prop_map(|(p, q)| format!("[{p}, {q}]"))
+                    .boxed(),
+            );
+            alts.push(
+                (a(Ty::List), a(Ty::List))
                     .prop_map(|(p, q)| format!("[{p}, {q}]"))
                     .boxed(),
             );
@@ -545,13 +589,17 @@ fn known_divergence(
                 && matches!(value(rhs), Some(Value::Map(_)))
                 && value(lhs).is_some_and(|k| Key::from_value(&k).is_none())
         }
-        // Divergence 4: `string(double)` is Rust's `Display` there, Go's `%g` here.
         ExprKind::Call {
             target: None,
             function,
             args,
-        } if function.name == "string" && args.len() == 1 => match (value(&args[0]), value(node)) {
-            (Some(Value::Double(d)), Some(Value::String(ours))) => *ours != *d.to_string(),
+        } if args.len() == 1 => match (function.name.as_str(), value(&args[0])) {
+            // Divergence 4: `string(double)` is Rust's `Display` there, Go's `%g` here.
+            ("string", Some(Value::Double(d))) => {
+                matches!(value(node), Some(Value::String(ours)) if *ours != *d.to_string())
+            }
+            // Divergence 5: `uint('+1')` parses with Rust's `u64::from_str` there.
+            ("uint", Some(Value::String(text))) => ours.is_err() && text.starts_with('+'),
             _ => false,
         },
         _ => false,
@@ -679,6 +727,12 @@ fn divergences_are_as_documented() {
         "{b:?}"
     );
     assert!(known_divergence("string(1e10)", &vars, &a, &b));
+
+    // 5. A `+` sign in `uint(string)`: an error here, accepted there.
+    let (a, b) = run("uint('+1')");
+    assert!(a.is_err(), "{a:?}");
+    assert!(matches!(b, Ok(Value::Uint(1))), "{b:?}");
+    assert!(known_divergence("uint('+1')", &vars, &a, &b));
 
     // Not excused: the same shapes where both agree, or where the outcomes differ otherwise.
     let (a, b) = run("string(1.5)");
