@@ -64,6 +64,11 @@ pub enum Outcome {
 
 /// Runs `wicket lint`. I/O errors on the inputs are returned as errors (exit 2).
 pub fn run(args: &LintArgs) -> Result<Outcome> {
+    if args.paths.iter().any(|p| p.as_os_str() == "-") && std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no input: give policy files or directories, or pipe a policy into `wicket lint -`"
+        );
+    }
     let files = super::expand(&args.paths)?;
     let mut map = SourceMap::new();
     let opts = LintOptions {
