@@ -598,6 +598,12 @@ impl Validator<'_> {
                 );
             }
             "basic-auth" => {
+                if let Some(realm) = node.get("realm")
+                    && let Some(text) = realm.as_str()
+                    && !text.is_ascii()
+                {
+                    self.push(codes::BAD_VALUE, realm.span, "`realm` must be ASCII");
+                }
                 if let Some(Value::List(creds)) = entries
                     .iter()
                     .find(|e| e.key == "credentials")
@@ -614,6 +620,40 @@ impl Validator<'_> {
                     }
                 }
             }
+            "custom-response" => {
+                let status = entries
+                    .iter()
+                    .find(|e| e.key == "status_code")
+                    .map(|e| &e.value);
+                if let Some(Value::Int(code)) = status
+                    && (*code < 200 || *code == 204 || *code == 304)
+                    && has("body")
+                {
+                    let span = node.get("body").map_or(node.span, |n| n.span);
+                    self.help(
+                        codes::BAD_VALUE,
+                        span,
+                        format!("status {code} cannot have a body"),
+                        "remove `body` or use a status that allows one (ERR_NGROK_3604 at run time)",
+                    );
+                }
+            }
+            "forward-internal" => {
+                if let Some(url_node) = node.get("url")
+                    && let Some(text) = url_node.as_str()
+                    && !cel::has_interpolation(text)
+                    && !is_placeholder(text)
+                    && let Ok(url) = url::Url::parse(text)
+                    && !url.host_str().is_some_and(|h| h.ends_with(".internal"))
+                {
+                    self.help(
+                        codes::BAD_VALUE,
+                        url_node.span,
+                        format!("`{text}` is not an internal endpoint"),
+                        "forward-internal targets an internal endpoint: `scheme://name.internal[:port]`",
+                    );
+                }
+            }
             "oauth" if has("scopes") && !has("client_id") => {
                 self.help(
                     codes::CO_REQUIRED,
@@ -623,6 +663,23 @@ impl Validator<'_> {
                 );
             }
             _ => {}
+        }
+        if ctx.spec.name == "terminate-tls" {
+            let version = |k: &str| {
+                entries
+                    .iter()
+                    .find(|e| e.key == k)
+                    .and_then(|e| e.value.as_str())
+            };
+            if let (Some(min), Some(max)) = (version("min_version"), version("max_version"))
+                && min > max
+            {
+                self.push(
+                    codes::BAD_VALUE,
+                    node.get("min_version").map_or(node.span, |n| n.span),
+                    format!("`min_version` {min} is above `max_version` {max}"),
+                );
+            }
         }
         if (has("client_id") != has("client_secret")) && ctx.spec.identity_provider {
             let missing = if has("client_id") {
