@@ -37,12 +37,13 @@ async fn start_fleet(c: &Certs) -> Fleet {
     let cfg = edge_config(c);
     let store = Arc::new(SqliteStore::open(&cfg.data_dir).unwrap());
     let service = CredentialService::new(store.clone());
+    service.spawn_maintenance(std::time::Duration::from_millis(250));
     let edge = within(
         "edge start",
         Edge::builder(cfg)
             .tunnel_cert(c.pair.clone())
             .public_certs(vec![c.pair.clone()])
-            .authenticator(Arc::new(StoreAuthenticator::new(store.clone())))
+            .authenticator(Arc::new(StoreAuthenticator::for_service(&service)))
             .start(),
     )
     .await
@@ -273,5 +274,147 @@ async fn edge_credentials_rotation_grace_lets_the_new_token_take_over() {
     assert!(fatal(&cut).await.contains("ERR_WICKET_4100"));
     cut.shutdown().await;
     new_agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_revoke_closes_live_sessions_within_the_bound() {
+    use http_body_util::BodyExt as _;
+    use std::time::{Duration, Instant};
+
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("rv").await;
+    let https = fleet.edge.addrs().https.unwrap();
+    let mut after_return = Vec::new();
+    for trial in 0..100 {
+        let host = format!("rv{trial}.example.test");
+        let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+        let agent = agent(
+            &c,
+            &fleet,
+            created.token.expose(),
+            &endpoint("web", &format!("https://{host}"), up),
+        );
+        settled(&agent).await;
+        // The first trial also keeps a public request in flight across the revocation.
+        let in_flight = if trial == 0 {
+            let mut conn = connect(https, Some((&c, host.as_str())), false).await;
+            let req = request(&conn, "https", &host, "/big/1000000000", "GET", {
+                http_body_util::Full::new(bytes::Bytes::new())
+                    .map_err(|e| match e {})
+                    .boxed()
+            });
+            let mut body = conn.send(req).await.into_body();
+            let first = within("first frame", body.frame()).await;
+            assert!(matches!(first, Some(Ok(_))));
+            Some((conn, body))
+        } else {
+            None
+        };
+        let response = fleet
+            .admin
+            .revoke(created.credential.id.as_str())
+            .await
+            .unwrap();
+        let returned = Instant::now();
+        assert_eq!(response.sessions_closed.len(), 1);
+        // The edge has closed the session when it no longer counts it.
+        within("session closed", async {
+            while fleet.edge.session_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        after_return.push(returned.elapsed());
+        if trial == 1 {
+            let st = within("agent stops", agent.wait_for(|s| s.fatal.is_some())).await;
+            assert!(st.fatal.unwrap().contains("revoked"));
+        }
+        if let Some((_conn, body)) = in_flight {
+            // The in-flight response ends (with an error) instead of hanging.
+            let rest = within("in-flight body ends", body.collect()).await;
+            assert!(rest.is_err() || rest.unwrap().to_bytes().len() < 1_000_000_000);
+            // And the endpoint now answers "offline".
+            let r = get(https, Some((&c, host.as_str())), false, &host, "/hello").await;
+            assert_eq!(r.status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(r.header("wicket-error-code"), "ERR_WICKET_3201");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent.shutdown()).await;
+    }
+    after_return.sort();
+    let pick = |q: f64| after_return[((after_return.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "revoke returned -> edge closed the session, {} trials: p50 {:?}, p99 {:?}, max {:?}",
+        after_return.len(),
+        pick(0.5),
+        pick(0.99),
+        after_return[after_return.len() - 1]
+    );
+    fleet.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_source_cidrs_and_session_cap_apply() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("cap").await;
+    let elsewhere = fleet
+        .admin
+        .create(&NewCredential {
+            allowed_cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+            ..NewCredential::default()
+        })
+        .await
+        .unwrap();
+    let refused = agent(
+        &c,
+        &fleet,
+        elsewhere.token.expose(),
+        &endpoint("a", "https://cidr.example.test", up),
+    );
+    let reason = fatal(&refused).await;
+    assert!(
+        reason.contains("may not be used from 127.0.0.1"),
+        "{reason}"
+    );
+    refused.shutdown().await;
+
+    let capped = fleet
+        .admin
+        .create(&NewCredential {
+            max_sessions: Some(1),
+            ..NewCredential::default()
+        })
+        .await
+        .unwrap();
+    let first = agent(
+        &c,
+        &fleet,
+        capped.token.expose(),
+        &endpoint("a", "https://cap1.example.test", up),
+    );
+    settled(&first).await;
+    let second = agent(
+        &c,
+        &fleet,
+        capped.token.expose(),
+        &endpoint("b", "https://cap2.example.test", up),
+    );
+    let reason = fatal(&second).await;
+    assert!(reason.contains("maximum"), "{reason}");
+    let sessions = fleet.admin.sessions().await.unwrap().sessions;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].endpoints, ["https://cap1.example.test"]);
+    // An operator disconnect closes the session for good.
+    fleet
+        .admin
+        .kill_session(sessions[0].id.as_str())
+        .await
+        .unwrap();
+    let reason = fatal(&first).await;
+    assert!(reason.contains("disconnected by an operator"), "{reason}");
+    second.shutdown().await;
+    first.shutdown().await;
     fleet.edge.shutdown().await;
 }

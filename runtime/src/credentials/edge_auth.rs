@@ -1,40 +1,90 @@
 //! The edge's [`Authenticator`] over the credential store.
 //!
-//! The edge calls the trait synchronously from its handshake and bind paths; each call here is
-//! one or two short SQLite reads (plus a `last_used_at` write on success) on a WAL database.
+//! The edge runs [`Authenticator::authenticate`] on the blocking pool; each call is one or two
+//! short SQLite reads plus a `last_used_at` write on a WAL database. Once the session is up,
+//! [`Authenticator::open_session`] checks the agent's address against the credential's allowed
+//! CIDRs and its session cap, and registers the session in the [`SessionRegistry`] shared with
+//! the admin API: the returned lease closes the session when the credential is revoked (or its
+//! rotation grace ends) or an operator disconnects it. A refusal at that point closes the session
+//! at once with the reason (the edge's hook has no error path after the hello).
 //!
 //! The principal's name is the id of the **first credential of the rotation lineage**, so an
 //! agent that switches from the old token to its rotated replacement is the same endpoint owner
 //! to the edge and can take its endpoints over. Bind requests are checked against the ACL of the
 //! lineage's newest credential (rotation copies the ACL; later updates go to the newest).
+//! Because the principal names the lineage, `authenticate` hands the exact credential to
+//! `open_session` through a small per-lineage queue; two agents of one lineage handshaking at
+//! the same instant with different tokens (only possible during a rotation grace) may have
+//! their credentials swapped, which affects which revocation closes them, nothing else.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
 
 use super::acl::EndpointUrl;
 use super::audit::{AuditAction, NewAuditRecord};
+use super::sessions::{SessionHandle, SessionLimitReached, SessionRegistry};
 use super::{
-    Actor, Credential, CredentialId, CredentialStatus, CredentialStore, StoreError, Timestamp,
+    Actor, Credential, CredentialId, CredentialService, CredentialStatus, CredentialStore,
+    StoreError, Timestamp,
 };
-use crate::auth::{AuthError, Authenticator, Principal};
+use crate::auth::{AuthError, Authenticator, Principal, SessionLease};
+
+/// How long an authenticated credential waits for its session to open.
+const PENDING_TTL: Duration = Duration::from_secs(60);
+
+/// Most handshakes of one lineage pending at once.
+const MAX_PENDING_PER_LINEAGE: usize = 256;
 
 /// Longest rotation chain followed (a guard against a corrupt, cyclic chain).
 const MAX_LINEAGE: usize = 64;
 
-/// Authenticates agents and checks binds against the credential store.
+/// Credentials authenticated per lineage root (with the time), waiting for their session.
+type PendingByLineage = HashMap<CredentialId, VecDeque<(CredentialId, Instant)>>;
+
+/// Authenticates agents, checks binds and tracks sessions against the credential store.
 #[derive(Debug, Clone)]
 pub struct StoreAuthenticator {
     store: Arc<dyn CredentialStore>,
+    sessions: Option<SessionRegistry>,
+    /// Credentials authenticated per lineage root, waiting for `open_session`.
+    pending: Arc<Mutex<PendingByLineage>>,
 }
 
 impl StoreAuthenticator {
-    /// An authenticator over `store`.
+    /// An authenticator over `store` that does not track sessions (no source CIDR or session
+    /// cap checks, no closing of live sessions).
     pub fn new(store: Arc<dyn CredentialStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            sessions: None,
+            pending: Arc::default(),
+        }
     }
 
-    fn refuse(&self, credential: Option<&CredentialId>, code: &str, detail: &str) {
+    /// An authenticator that registers every session in `service`'s registry, so revocations
+    /// and disconnects through the service (and its admin API) close live sessions, and the
+    /// credential's source CIDRs and session cap apply.
+    pub fn for_service(service: &CredentialService) -> Self {
+        Self {
+            store: Arc::clone(service.store()),
+            sessions: Some(service.sessions().clone()),
+            pending: Arc::default(),
+        }
+    }
+
+    fn refuse(
+        &self,
+        credential: Option<&CredentialId>,
+        peer: Option<SocketAddr>,
+        code: &str,
+        detail: &str,
+    ) {
         let record = NewAuditRecord::failed(
-            &Actor::new("agent", None),
+            &Actor::new("agent", peer.map(|p| p.to_string())),
             AuditAction::SessionRefuse,
             credential.map(ToString::to_string),
             code,
@@ -48,6 +98,80 @@ impl StoreAuthenticator {
             credential = credential.map(CredentialId::as_str),
             "agent refused: {detail}"
         );
+    }
+
+    fn push_pending(&self, root: &CredentialId, credential: &CredentialId) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        pending.retain(|_, queue| {
+            queue.retain(|(_, at)| now.duration_since(*at) < PENDING_TTL);
+            !queue.is_empty()
+        });
+        let queue = pending.entry(root.clone()).or_default();
+        if queue.len() >= MAX_PENDING_PER_LINEAGE {
+            queue.pop_front();
+        }
+        queue.push_back((credential.clone(), now));
+    }
+
+    fn pop_pending(&self, root: &CredentialId) -> Option<CredentialId> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = pending.get_mut(root)?;
+        let found = queue.pop_front().map(|(id, _)| id);
+        if queue.is_empty() {
+            pending.remove(root);
+        }
+        found
+    }
+
+    /// Checks the credential an authenticated session of lineage `root` used, and registers
+    /// the session; `Err` carries the reason to close the session with.
+    fn admit(
+        &self,
+        root: &CredentialId,
+        peer: SocketAddr,
+    ) -> Result<Option<SessionHandle>, String> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(None);
+        };
+        let credential = match self.pop_pending(root) {
+            Some(id) => self.store.get(&id),
+            None => self.lineage_newest(root),
+        }
+        .map_err(|e| {
+            tracing::error!(error = %e, "credential store failed while opening a session");
+            "credential store unavailable".to_owned()
+        })?;
+        if credential.status(Timestamp::now()) == CredentialStatus::Revoked {
+            let detail = format!("credential `{}` has been revoked", credential.id);
+            self.refuse(Some(&credential.id), Some(peer), "revoked", &detail);
+            return Err(detail);
+        }
+        if !credential.allows_source(peer.ip()) {
+            let detail = format!(
+                "credential `{}` may not be used from {}",
+                credential.id,
+                peer.ip()
+            );
+            self.refuse(
+                Some(&credential.id),
+                Some(peer),
+                "source_not_allowed",
+                &detail,
+            );
+            return Err(detail);
+        }
+        sessions
+            .register(&credential.id, credential.max_sessions, peer, Vec::new())
+            .map(Some)
+            .map_err(|error| {
+                let code = match error {
+                    SessionLimitReached::TooMany { .. } => "too_many_sessions",
+                    SessionLimitReached::Revoked(_) => "revoked",
+                };
+                self.refuse(Some(&credential.id), Some(peer), code, &error.to_string());
+                error.to_string()
+            })
     }
 
     /// The first credential of `credential`'s rotation lineage.
@@ -84,25 +208,41 @@ impl StoreAuthenticator {
 impl Authenticator for StoreAuthenticator {
     fn authenticate(&self, authtoken: &str) -> Result<Principal, AuthError> {
         let now = Timestamp::now();
-        let store_error = |e: StoreError| {
-            tracing::error!(error = %e, "credential store failed during authentication");
-            AuthError::Store(e.to_string())
-        };
         let Some(credential) = self.store.find_by_token(authtoken).map_err(store_error)? else {
-            self.refuse(None, "invalid_token", "authtoken is not valid");
+            self.refuse(None, None, "invalid_token", "authtoken is not valid");
             return Err(AuthError::Unknown);
         };
         if credential.status(now) == CredentialStatus::Revoked {
             let detail = format!("credential `{}` has been revoked", credential.id);
-            self.refuse(Some(&credential.id), "revoked", &detail);
+            self.refuse(Some(&credential.id), None, "revoked", &detail);
             return Err(AuthError::Unknown);
         }
         self.store
             .mark_used(&credential.id, now)
             .map_err(store_error)?;
         let root = self.lineage_root(&credential).map_err(store_error)?;
+        if self.sessions.is_some() {
+            self.push_pending(&root, &credential.id);
+        }
         Ok(Principal {
             name: root.to_string(),
+        })
+    }
+
+    fn open_session(&self, principal: &Principal, peer: SocketAddr) -> Box<dyn SessionLease> {
+        let admitted = match CredentialId::parse(&principal.name) {
+            Some(root) => self.admit(&root, peer),
+            None => Err("unknown principal".to_owned()),
+        };
+        Box::new(match admitted {
+            Ok(handle) => StoreLease {
+                handle,
+                refused: None,
+            },
+            Err(reason) => StoreLease {
+                handle: None,
+                refused: Some(reason),
+            },
         })
     }
 
@@ -125,6 +265,46 @@ impl Authenticator for StoreAuthenticator {
             forbidden()
         })
     }
+}
+
+/// A live session's link to the registry.
+#[derive(Debug)]
+struct StoreLease {
+    handle: Option<SessionHandle>,
+    /// Set when the session was refused after the hello: it closes at once with this reason.
+    refused: Option<String>,
+}
+
+impl SessionLease for StoreLease {
+    fn endpoints_changed(&self, urls: &[String]) {
+        if let Some(handle) = &self.handle {
+            handle.set_endpoints(urls);
+        }
+    }
+
+    fn closed(&self) -> BoxFuture<'_, String> {
+        if let Some(reason) = &self.refused {
+            return Box::pin(std::future::ready(reason.clone()));
+        }
+        let Some(handle) = &self.handle else {
+            return Box::pin(std::future::pending());
+        };
+        let mut signal = handle.kill_signal();
+        Box::pin(async move {
+            // Copy the reason out so no lock guard is held across an await.
+            let reason = signal.wait_for(Option::is_some).await.map(|r| *r);
+            match reason {
+                Ok(Some(reason)) => reason.to_string(),
+                // The registry entry outlives the lease, so the channel cannot close first.
+                Ok(None) | Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
+
+fn store_error(e: StoreError) -> AuthError {
+    tracing::error!(error = %e, "credential store failed during authentication");
+    AuthError::Store(e.to_string())
 }
 
 #[cfg(test)]
@@ -191,5 +371,56 @@ mod tests {
             .filter(|r| r.action == "session.refuse")
             .count();
         assert_eq!(refusals, 2);
+    }
+
+    #[tokio::test]
+    async fn leases_close_on_revocation_and_refuse_outside_the_cidrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = CredentialService::new(Arc::new(SqliteStore::open(dir.path()).unwrap()));
+        let auth = StoreAuthenticator::for_service(&service);
+        let actor = Actor::new("test", None);
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let issued = service
+            .store()
+            .create(
+                NewCredential {
+                    allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+                    ..NewCredential::default()
+                },
+                &actor,
+            )
+            .unwrap();
+        let principal = auth.authenticate(issued.token.expose()).unwrap();
+        let lease = auth.open_session(&principal, peer);
+        lease.endpoints_changed(&["https://a.example".to_owned()]);
+        let sessions = service.sessions().list();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].credential_id, issued.credential.id);
+        assert_eq!(sessions[0].endpoints, ["https://a.example"]);
+        service.revoke(&issued.credential.id, &actor).await.unwrap();
+        assert_eq!(lease.closed().await, "credential revoked");
+        drop(lease);
+        assert!(service.sessions().list().is_empty());
+
+        // From outside the allowed networks the lease closes at once, with the reason.
+        let other = service
+            .store()
+            .create(
+                NewCredential {
+                    allowed_cidrs: vec!["192.0.2.0/24".parse().unwrap()],
+                    ..NewCredential::default()
+                },
+                &actor,
+            )
+            .unwrap();
+        let principal = auth.authenticate(other.token.expose()).unwrap();
+        let lease = auth.open_session(&principal, peer);
+        assert!(
+            lease
+                .closed()
+                .await
+                .contains("may not be used from 127.0.0.1")
+        );
+        assert!(service.sessions().list().is_empty());
     }
 }

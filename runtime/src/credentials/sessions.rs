@@ -337,6 +337,12 @@ impl SessionHandle {
         });
     }
 
+    /// Replaces the session's endpoint list.
+    pub fn set_endpoints(&self, endpoints: &[String]) {
+        self.registry
+            .set_endpoints(&self.id, |list| *list = endpoints.to_vec());
+    }
+
     /// Records that the session unbound `endpoint`.
     pub fn remove_endpoint(&self, endpoint: &str) {
         self.registry
