@@ -190,9 +190,10 @@ pub fn format_timestamp(t: Timestamp) -> String {
         dt.minute(),
         dt.second()
     );
-    let nanos = t.subsec_nanosecond();
+    // The civil time's fraction: the timestamp's own is negative before 1970.
+    let nanos = dt.subsec_nanosecond();
     if nanos != 0 {
-        let frac = format!("{:09}", nanos.unsigned_abs());
+        let frac = format!("{nanos:09}");
         out.push('.');
         out.push_str(frac.trim_end_matches('0'));
     }
@@ -295,6 +296,8 @@ mod tests {
     fn timestamps_format_and_check_range() {
         let t = parse_timestamp("2009-02-13T23:31:30.120Z").unwrap();
         assert_eq!(format_timestamp(t), "2009-02-13T23:31:30.12Z");
+        let t = parse_timestamp("1969-12-31T23:59:59.9Z").unwrap();
+        assert_eq!(format_timestamp(t), "1969-12-31T23:59:59.9Z");
         assert!(parse_timestamp("10000-01-01T00:00:00Z").is_err());
         assert!(
             checked_timestamp(i128::from(MIN_TIMESTAMP_SECONDS) * NANOS_PER_SECOND - 1).is_err()
