@@ -1037,6 +1037,8 @@ mod tests {
         holds("timestamp('2009-02-13T23:31:30Z') - duration('1h') < timestamp(1234567890)");
         holds("string(duration('1h1.5s')) == '3601.5s'");
         holds("duration('1.5s').getMilliseconds() == 500");
+        holds("int(timestamp('1969-12-31T23:59:58.5Z')) == -2");
+        holds("string(timestamp('1969-12-31T23:59:58.5Z')) == '1969-12-31T23:59:58.5Z'");
         fails("timestamp('9999-12-30T00:00:00Z') + duration('48h')");
         fails("timestamp('2009-02-13t23:31:30z')");
         fails("duration('100000000000s')");

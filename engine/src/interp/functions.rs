@@ -325,7 +325,11 @@ fn to_int(x: &Value) -> EvalResult {
             .parse::<i64>()
             .map(Value::Int)
             .map_err(|_| conversion_error("int", s)),
-        Value::Timestamp(t) => Ok(Value::Int(t.as_second())),
+        // Seconds since the epoch rounded down, as Go's `Time.Unix` (jiff truncates toward zero,
+        // and its sub-second part is negative before 1970).
+        Value::Timestamp(t) => Ok(Value::Int(
+            t.as_second() - i64::from(t.subsec_nanosecond() < 0),
+        )),
         Value::Duration(d) => i64::try_from(time::duration_nanos(*d))
             .map(Value::Int)
             .map_err(|_| EvalError::Overflow),
