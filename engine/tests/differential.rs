@@ -2,10 +2,10 @@
 //! expressions inside the subset both implement.
 //!
 //! The generator builds CEL source text by type (int, uint, double, string, bool, bytes,
-//! `list(int)`, `map(string, int)`): literals, the bound variables, arithmetic, comparisons,
-//! logic, ternaries, list and map literals, `in`, indexing, `size`, `startsWith`, `endsWith`,
-//! `contains`, `matches`, the macros `all`, `exists`, `exists_one`, `map`, `filter` and `has`,
-//! and the conversions. Each argument position is, now and then, filled with an expression of
+//! `list(int)`, `map(string, int)`, duration, timestamp): literals, the bound variables,
+//! arithmetic, comparisons, logic, ternaries, list and map literals, `in`, indexing, `size`,
+//! `startsWith`, `endsWith`, `contains`, `matches`, the time getters, the macros `all`,
+//! `exists`, `exists_one`, `map`, `filter` and `has`, and the conversions. Each argument position is, now and then, filled with an expression of
 //! another type, so ill-typed expressions (and their errors) are covered too.
 //!
 //! Both implementations parse and evaluate the same text with the same variables; the outcomes
@@ -23,7 +23,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use wicket_engine::Value;
 use wicket_engine::interp::Env;
 use wicket_engine::value::{Key, MapValue};
-use wicket_grammar::{BinaryOp, Expr, ExprKind, Macro};
+use wicket_grammar::{BinaryOp, Expr, ExprKind, Macro, UnaryOp};
 
 /// The static types the generator builds expressions for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +36,11 @@ enum Ty {
     Bytes,
     List,
     Map,
+    Duration,
+    Timestamp,
 }
 
-const TYPES: [Ty; 8] = [
+const TYPES: [Ty; 10] = [
     Ty::Int,
     Ty::Uint,
     Ty::Double,
@@ -47,6 +49,8 @@ const TYPES: [Ty; 8] = [
     Ty::Bytes,
     Ty::List,
     Ty::Map,
+    Ty::Duration,
+    Ty::Timestamp,
 ];
 
 type Src = BoxedStrategy<String>;
@@ -136,6 +140,22 @@ fn leaves(ty: Ty) -> Src {
         Ty::Bytes => pick(&["b''", "b'abc'", "b'\\xff\\x00'", "by", "by"]),
         Ty::List => pick(&["[]", "[1, 2, 3]", "l", "l"]),
         Ty::Map => pick(&["{}", "{'a': 1, 'b': 2}", "m", "m"]),
+        Ty::Duration => pick(&[
+            "duration('1s')",
+            "duration('-1.5s')",
+            "duration('1h30m')",
+            "duration('0s')",
+            "duration('100ms')",
+            "duration('315576000000s')",
+            "duration('2562047h')",
+        ]),
+        Ty::Timestamp => pick(&[
+            "timestamp('2024-01-01T00:00:00Z')",
+            "timestamp('1970-01-01T00:00:00Z')",
+            "timestamp('7000-12-31T23:59:59Z')",
+            "timestamp('0001-01-01T00:00:00Z')",
+            "timestamp('2024-02-29T12:30:00.5+02:00')",
+        ]),
     }
 }
 
@@ -213,6 +233,43 @@ fn compound(level: &Level, ty: Ty) -> Src {
             alts.push(call("int", a(Ty::Double)));
             alts.push(call("int", a(Ty::Str)));
             alts.push(call("int", a(Ty::Int)));
+            alts.push(call("int", a(Ty::Timestamp)));
+            for name in ["getHours", "getMinutes", "getSeconds", "getMilliseconds"] {
+                alts.push(
+                    a(Ty::Duration)
+                        .prop_map(move |e| format!("{e}.{name}()"))
+                        .boxed(),
+                );
+            }
+            for name in [
+                "getFullYear",
+                "getMonth",
+                "getDate",
+                "getDayOfMonth",
+                "getDayOfWeek",
+                "getDayOfYear",
+                "getHours",
+                "getMinutes",
+                "getSeconds",
+                "getMilliseconds",
+            ] {
+                alts.push(
+                    a(Ty::Timestamp)
+                        .prop_map(move |e| format!("{e}.{name}()"))
+                        .boxed(),
+                );
+                alts.push(method(
+                    a(Ty::Timestamp),
+                    name,
+                    pick(&[
+                        "'UTC'",
+                        "'America/New_York'",
+                        "'+05:30'",
+                        "'-08:00'",
+                        "'Mars/Olympus'",
+                    ]),
+                ));
+            }
             alts.push(
                 (a(Ty::List), a(Ty::Int))
                     .prop_map(|(l, i)| format!("{l}[{i}]"))
@@ -253,9 +310,19 @@ fn compound(level: &Level, ty: Ty) -> Src {
             alts.push(call("string", a(Ty::Bool)));
             alts.push(call("string", a(Ty::Str)));
             alts.push(call("string", a(Ty::Bytes)));
+            alts.push(call("string", a(Ty::Duration)));
+            alts.push(call("string", a(Ty::Timestamp)));
         }
         Ty::Bool => {
-            for t in [Ty::Int, Ty::Uint, Ty::Str, Ty::Bool, Ty::Bytes] {
+            for t in [
+                Ty::Int,
+                Ty::Uint,
+                Ty::Str,
+                Ty::Bool,
+                Ty::Bytes,
+                Ty::Duration,
+                Ty::Timestamp,
+            ] {
                 for op in ["==", "!=", "<", "<=", ">", ">="] {
                     alts.push(binary(a(t), op, a(t)));
                 }
@@ -329,6 +396,29 @@ fn compound(level: &Level, ty: Ty) -> Src {
                     .prop_map(|(l, f, e)| format!("{l}.map(x, {f}, {e})"))
                     .boxed(),
             );
+        }
+        Ty::Duration => {
+            alts.push(binary(a(Ty::Duration), "+", a(Ty::Duration)));
+            alts.push(binary(a(Ty::Duration), "-", a(Ty::Duration)));
+            alts.push(binary(a(Ty::Timestamp), "-", a(Ty::Timestamp)));
+            alts.push(call(
+                "duration",
+                pick(&["'1m'", "'-2h'", "'1.000000001s'", "'1'", "'1d'", "''"]),
+            ));
+        }
+        Ty::Timestamp => {
+            alts.push(binary(a(Ty::Timestamp), "+", a(Ty::Duration)));
+            alts.push(binary(a(Ty::Duration), "+", a(Ty::Timestamp)));
+            alts.push(binary(a(Ty::Timestamp), "-", a(Ty::Duration)));
+            alts.push(call(
+                "timestamp",
+                pick(&[
+                    "'2024-06-30T23:59:59.999999999Z'",
+                    "'2024-01-01T00:00:00'",
+                    "'2024-01-01'",
+                    "'2024-01-01T00:00:00-08:00'",
+                ]),
+            ));
         }
         Ty::Map => {
             alts.push(
@@ -477,6 +567,13 @@ fn from_cel(value: &cel::Value) -> Result<Value, String> {
             }
             Value::map(out)
         }
+        cel::Value::Duration(d) => {
+            Value::Duration(jiff::SignedDuration::new(d.num_seconds(), d.subsec_nanos()))
+        }
+        cel::Value::Timestamp(t) => Value::Timestamp(
+            jiff::Timestamp::new(t.timestamp(), t.timestamp_subsec_nanos() as i32)
+                .map_err(|e| format!("unmapped cel timestamp {t:?}: {e}"))?,
+        ),
         other => return Err(format!("unmapped cel value {other:?}")),
     })
 }
@@ -491,6 +588,8 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Double(x), Value::Double(y)) => x == y || (x.is_nan() && y.is_nan()),
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Bytes(x), Value::Bytes(y)) => x == y,
+        (Value::Duration(x), Value::Duration(y)) => x == y,
+        (Value::Timestamp(x), Value::Timestamp(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
             x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
         }
@@ -579,6 +678,34 @@ fn known_divergence(
                     (Some(Value::List(_)), Some(Value::Map(_)))
                 )
         }
+        // Divergence 10: after 2037 the `cel` crate's time zones (chrono-tz) have no daylight
+        // saving time; the tz database's rule for later years (the RFC 8536 footer) applies.
+        ExprKind::Call {
+            target: Some(target),
+            function,
+            args,
+        } if function.name.starts_with("get") && args.len() == 1 => {
+            matches!(value(&args[0]), Some(Value::String(zone)) if zone.contains('/'))
+                && matches!(value(target), Some(Value::Timestamp(t))
+                    if t > jiff::Timestamp::new(2_145_916_800, 0).unwrap_or(jiff::Timestamp::MAX))
+        }
+        ExprKind::Call {
+            target: Some(target),
+            function,
+            args,
+        } if function.name.starts_with("get") && args.is_empty() => match value(target) {
+            // Divergence 7: a duration's `getMilliseconds()` is the total there.
+            Some(Value::Duration(d)) => function.name == "getMilliseconds" && d.as_secs() != 0,
+            // Divergence 8: a timestamp keeps its parsed offset there, and the getters without
+            // a time zone read the time at that offset instead of in UTC.
+            Some(Value::Timestamp(_)) => source.contains("+02:00'") || source.contains("-08:00'"),
+            _ => false,
+        },
+        // Divergence 6: `-duration` is not implemented there.
+        ExprKind::Unary {
+            op: UnaryOp::Neg,
+            operand,
+        } => theirs.is_err() && matches!(value(operand), Some(Value::Duration(_))),
         // Divergence 3: `x in map` for an `x` that cannot be a key is an error there.
         ExprKind::Binary {
             op: BinaryOp::In,
@@ -598,6 +725,20 @@ fn known_divergence(
             ("string", Some(Value::Double(d))) => {
                 matches!(value(node), Some(Value::String(ours)) if *ours != *d.to_string())
             }
+            // Divergence 9: `string(duration)` is exact there, through a double here (cel-go).
+            ("string", Some(Value::Duration(d))) => {
+                let exact = format!(
+                    "{}{}.{:09}s",
+                    if d.is_negative() { "-" } else { "" },
+                    d.as_secs().unsigned_abs(),
+                    d.subsec_nanos().unsigned_abs()
+                );
+                let exact = exact.trim_end_matches("s").trim_end_matches('0');
+                let exact = format!("{}s", exact.trim_end_matches('.'));
+                matches!(value(node), Some(Value::String(ours)) if *ours != *exact)
+            }
+            // Divergence 6: `int(duration)` is not implemented there.
+            ("int", Some(Value::Duration(_))) => theirs.is_err(),
             // Divergence 5: `uint('+1')` parses with Rust's `u64::from_str` there.
             ("uint", Some(Value::String(text))) => ours.is_err() && text.starts_with('+'),
             _ => false,
@@ -734,6 +875,44 @@ fn divergences_are_as_documented() {
     assert!(matches!(b, Ok(Value::Uint(1))), "{b:?}");
     assert!(known_divergence("uint('+1')", &vars, &a, &b));
 
+    // 6. Overloads missing there: `-duration`, `int(duration)` (nanoseconds in cel-go).
+    for source in ["-duration('1s')", "int(duration('1s'))"] {
+        let (a, b) = run(source);
+        assert!(a.is_ok() && b.is_err(), "{source}: {a:?} / {b:?}");
+        assert!(known_divergence(source, &vars, &a, &b));
+    }
+
+    // 7. A duration's `getMilliseconds()`: the component here, the total there.
+    let (a, b) = run("duration('1.5s').getMilliseconds()");
+    assert!(matches!(a, Ok(Value::Int(500))), "{a:?}");
+    assert!(matches!(b, Ok(Value::Int(1500))), "{b:?}");
+
+    // 8. Getters without a time zone read UTC here, the parsed offset there.
+    let (a, b) = run("timestamp('2024-01-01T12:00:00+02:00').getHours()");
+    assert!(matches!(a, Ok(Value::Int(10))), "{a:?}");
+    assert!(matches!(b, Ok(Value::Int(12))), "{b:?}");
+
+    // 9. `string(duration)`: through a double here (as cel-go), exact there.
+    let source =
+        "string(timestamp('2024-06-30T23:59:59.999999999Z') - timestamp('2024-01-01T00:00:00Z'))";
+    let (a, b) = run(source);
+    assert!(
+        matches!(&a, Ok(Value::String(s)) if &**s == "15724799.999999998s"),
+        "{a:?}"
+    );
+    assert!(
+        matches!(&b, Ok(Value::String(s)) if &**s == "15724799.999999999s"),
+        "{b:?}"
+    );
+    assert!(known_divergence(source, &vars, &a, &b));
+
+    // 10. Daylight saving time after 2037.
+    let source = "timestamp('2100-07-01T12:00:00Z').getHours('America/New_York')";
+    let (a, b) = run(source);
+    assert!(matches!(a, Ok(Value::Int(8))), "{a:?}");
+    assert!(matches!(b, Ok(Value::Int(7))), "{b:?}");
+    assert!(known_divergence(source, &vars, &a, &b));
+
     // Not excused: the same shapes where both agree, or where the outcomes differ otherwise.
     let (a, b) = run("string(1.5)");
     assert!(agree(&a, &b), "{a:?} / {b:?}");
@@ -748,6 +927,14 @@ fn divergences_are_as_documented() {
     // answered `false`), as in cel-go and the `cel` crate.
     let (a, b) = run("0.0 / 0.0 < 1.0");
     assert!(a.is_err() && b.is_err(), "{a:?} / {b:?}");
+    // Fixed likewise: timestamps before 1970 with a fraction of a second.
+    for source in [
+        "string(timestamp('1969-12-31T23:59:59.9Z'))",
+        "int(timestamp('1969-12-31T23:59:58.5Z'))",
+    ] {
+        let (a, b) = run(source);
+        assert!(agree(&a, &b), "{source}: {a:?} / {b:?}");
+    }
 }
 
 /// Map keys come out of `map` and `filter` in an unspecified order; the comparison accepts any.
