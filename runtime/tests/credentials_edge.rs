@@ -418,3 +418,85 @@ async fn edge_credentials_source_cidrs_and_session_cap_apply() {
     first.shutdown().await;
     fleet.edge.shutdown().await;
 }
+
+/// Rotation under steady load. The agent in this build cannot swap its authtoken in place, so
+/// the switch is "stop the agent on the old token, start one on the new token" (same lineage,
+/// so it takes the endpoint over). Requests that land in that gap get the edge's "offline"
+/// answer; the test counts them and prints the figure, and checks that traffic flows on the new
+/// token afterwards while the old token, once its grace is cut, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_rotation_under_steady_load() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("load").await;
+    let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+    let endpoints = endpoint("web", "http://load.example.test", up);
+    let old_agent = agent(&c, &fleet, created.token.expose(), &endpoints);
+    settled(&old_agent).await;
+
+    let http = fleet.edge.addrs().http.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            // Sequential requests, each on a fresh connection (bounded: stops when told).
+            while !stop.load(Ordering::Relaxed) {
+                let r = get(http, None, false, "load.example.test", "/hello").await;
+                if r.status == http::StatusCode::OK {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let before = ok.load(Ordering::Relaxed);
+    within("load starts", async {
+        while ok.load(Ordering::Relaxed) < before + 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
+    let rotation = fleet
+        .admin
+        .rotate(created.credential.id.as_str(), Some("1h"))
+        .await
+        .unwrap();
+    old_agent.shutdown().await;
+    let new_agent = agent(&c, &fleet, rotation.new.token.expose(), &endpoints);
+    assert_eq!(
+        bound_url(&settled(&new_agent).await, "web"),
+        "http://load.example.test"
+    );
+    let switched = ok.load(Ordering::Relaxed);
+    within("load continues on the new token", async {
+        while ok.load(Ordering::Relaxed) < switched + 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    within("load stops", load).await.unwrap();
+    eprintln!(
+        "rotation under load: {} requests ok, {} answered offline during the agent switch",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+
+    // Cutting the old credential's grace does not touch the new token's session.
+    fleet
+        .admin
+        .revoke(created.credential.id.as_str())
+        .await
+        .unwrap();
+    let r = get(http, None, false, "load.example.test", "/hello").await;
+    assert_eq!(r.status, http::StatusCode::OK);
+    new_agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}
