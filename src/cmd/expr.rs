@@ -21,7 +21,7 @@ use wicket_engine::interp::{Activation, Env};
 use wicket_engine::value::{CelType, Key, MapValue};
 use wicket_engine::{EvalError, Value};
 use wicket_grammar::ast::Macro;
-use wicket_grammar::{Expr, ExprKind, Literal, Span};
+use wicket_grammar::{Expr, ExprKind, Span};
 
 /// Arguments of `wicket expr`.
 #[derive(Debug, Args)]
@@ -60,7 +60,7 @@ pub fn run(args: &ExprArgs) -> bool {
     }
     match env.eval(&expr) {
         Ok(value) => {
-            println!("{} : {}", format_value(&value), type_of(&value));
+            println!("{value} : {}", type_of(&value));
             true
         }
         Err(e) => {
@@ -358,86 +358,6 @@ fn render_error(source: &str, span: Span, message: &str) -> String {
     out
 }
 
-/// The value written as CEL source (a literal, or a call building the value).
-fn format_value(value: &Value) -> String {
-    let mut out = String::new();
-    write_value(&mut out, value);
-    out
-}
-
-fn write_value(out: &mut String, value: &Value) {
-    let literal =
-        |l: Literal| wicket_grammar::print(&Expr::new(ExprKind::Literal(l), Span::default()));
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&literal(Literal::Int(*i))),
-        Value::Uint(u) => out.push_str(&literal(Literal::Uint(*u))),
-        Value::Double(d) => out.push_str(&literal(Literal::Double(*d))),
-        Value::String(s) => out.push_str(&literal(Literal::String(s.to_string()))),
-        Value::Bytes(b) => out.push_str(&literal(Literal::Bytes(b.to_vec()))),
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Map(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, &k.to_value());
-                out.push_str(": ");
-                write_value(out, v);
-            }
-            out.push('}');
-        }
-        Value::Type(t) => out.push_str(t.name()),
-        Value::Timestamp(t) => {
-            let _ = write!(out, "timestamp(\"{t}\")");
-        }
-        Value::Duration(d) => {
-            let _ = write!(
-                out,
-                "duration(\"{}\")",
-                format_duration(d.as_secs(), d.subsec_nanos())
-            );
-        }
-        Value::Optional(None) => out.push_str("optional.none()"),
-        Value::Optional(Some(v)) => {
-            out.push_str("optional.of(");
-            write_value(out, v);
-            out.push(')');
-        }
-        Value::Ip(ip) => {
-            let _ = write!(out, "ip(\"{ip}\")");
-        }
-        Value::Cidr(net) => {
-            let _ = write!(out, "cidr(\"{net}\")");
-        }
-    }
-}
-
-/// A duration as CEL's `duration()` reads it: seconds with a fraction when needed (`1.5s`).
-/// `secs` and `nanos` have the same sign, as `SignedDuration` gives them.
-fn format_duration(secs: i64, nanos: i32) -> String {
-    let sign = if secs < 0 || nanos < 0 { "-" } else { "" };
-    let secs = secs.unsigned_abs();
-    let nanos = nanos.unsigned_abs();
-    if nanos == 0 {
-        format!("{sign}{secs}s")
-    } else {
-        let fraction = format!("{nanos:09}");
-        format!("{sign}{secs}.{}s", fraction.trim_end_matches('0'))
-    }
-}
-
 /// The value's CEL type, with element types for lists, maps and optionals when all elements
 /// agree (`list(int)`), `dyn` otherwise (`list(dyn)` for `[]` or `[1, "a"]`).
 fn type_of(value: &Value) -> String {
@@ -483,7 +403,7 @@ mod tests {
 
     fn shown(source: &str) -> String {
         let v = eval(source).unwrap();
-        format!("{} : {}", format_value(&v), type_of(&v))
+        format!("{v} : {}", type_of(&v))
     }
 
     #[test]
@@ -523,7 +443,7 @@ mod tests {
         .unwrap();
         let v = json_to_value(&json);
         assert_eq!(
-            format_value(&v),
+            v.to_string(),
             r#"{"i": -1, "u": 18446744073709551615u, "d": 1.5, "l": [true, null]}"#
         );
     }
