@@ -14,6 +14,9 @@
 //!   checks a token (revocation, grace expiry, source CIDRs, session cap) and
 //!   [`CredentialService::revoke`] revokes in the store and then signals every live session of
 //!   the credential before it returns.
+//! * [`StoreAuthenticator`] plugs all of this into the edge (`crate::auth::Authenticator`):
+//!   token checks at the hello, ACL checks on every bind, and a session lease that enforces
+//!   source CIDRs and the session cap and closes the session when it is signalled.
 //!
 //! # Tokens
 //!
