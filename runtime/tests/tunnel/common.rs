@@ -126,6 +126,7 @@ pub fn start_agent(c: &Certs, yaml: &str) -> AgentHandle {
         c.dir.path().to_owned(),
         AgentOptions {
             backoff_cap: Duration::from_millis(500),
+            policy_poll: Duration::from_millis(100),
             ..AgentOptions::default()
         },
     )

@@ -271,3 +271,103 @@ async fn the_credential_system_authorizes_binds_and_revocation_closes_the_sessio
     agent.shutdown().await;
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_file_change_is_applied_without_dropping_the_session() {
+    let c = certs();
+    let edge = start_edge(&c, edge_config(&c)).await;
+    let up = upstream("app").await;
+    let path = c.dir.path().join("live.yml");
+    let allow = "on_http_request:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-forwarded-by: v1 } }\n";
+    std::fs::write(&path, allow).unwrap();
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: web\n    url: http://live.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: live.yml\n"
+            ),
+        ),
+    );
+    settled(&agent).await;
+    let http = edge.addrs().http.unwrap();
+    let r = get(http, None, false, "live.example.test", "/hello").await;
+    assert_eq!(r.header("x-seen-forwarded-by"), "v1");
+
+    std::fs::write(
+        &path,
+        "on_http_request:\n  - actions: [{ type: deny, config: { status_code: 451 } }]\n",
+    )
+    .unwrap();
+    within("new policy applied", async {
+        loop {
+            let r = get(http, None, false, "live.example.test", "/hello").await;
+            if r.status == http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // A broken edit is refused; the last good policy stays in force.
+    std::fs::write(
+        &path,
+        "on_http_request:\n  - expressions: ['req.nope']\n    actions: [{ type: deny }]\n",
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = get(http, None, false, "live.example.test", "/hello").await;
+    assert_eq!(r.status, http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    let st = agent.status().borrow().clone();
+    assert_eq!(st.sessions, 1, "the session was never dropped");
+    assert_eq!(edge.session_count(), 1);
+    agent.shutdown().await;
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_tcp_connect_policies_close_refused_connections() {
+    let c = certs();
+    let edge = start_edge(&c, edge_config(&c)).await;
+    let echo = tcp_echo().await;
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: open\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ allow: [127.0.0.0/8] }} }}]\n  - name: closed\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ deny: [127.0.0.0/8] }} }}]\n"
+            ),
+        ),
+    );
+    let st = settled(&agent).await;
+    let port = |name: &str| -> u16 {
+        bound_url(&st, name)
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    };
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port("open")))
+        .await
+        .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(read_all(&mut s).await, b"hello");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port("closed")))
+        .await
+        .unwrap();
+    let _ = s.write_all(b"hello").await;
+    let _ = s.shutdown().await;
+    let mut buf = Vec::new();
+    use tokio::io::AsyncReadExt;
+    let r = within("closed by policy", s.read_to_end(&mut buf)).await;
+    assert!(r.is_err() || buf.is_empty(), "nothing is echoed: {buf:?}");
+    agent.shutdown().await;
+    edge.shutdown().await;
+}
