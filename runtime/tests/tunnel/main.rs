@@ -4,5 +4,6 @@
 mod common;
 mod control;
 mod http;
+mod limits;
 mod raw;
 mod resilience;
