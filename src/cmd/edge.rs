@@ -5,8 +5,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
+use wicket_runtime::admin::{self, AdminKey, AdminState};
+use wicket_runtime::credentials::{CredentialService, SqliteStore, StoreAuthenticator};
 use wicket_runtime::edge::{CertFiles, Edge, EdgeConfig, NamedToken, PortRange};
 
 /// Log output formats.
@@ -95,6 +99,12 @@ pub struct EdgeArgs {
     /// Prometheus metrics listener, or `off`.
     #[arg(long, value_name = "ADDR|off", value_parser = listen_addr)]
     pub metrics_listen: Option<Listen>,
+    /// Admin API listener, or `off` (served only with an admin key).
+    #[arg(long, value_name = "ADDR|off", value_parser = listen_addr)]
+    pub admin_listen: Option<Listen>,
+    /// Bearer key of the admin API.
+    #[arg(long, env = "WICKET_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     /// Base domain for generated endpoint names and `tcp://` URLs.
     #[arg(long)]
     pub base_domain: Option<String>,
@@ -191,6 +201,9 @@ impl EdgeArgs {
         if let Some(Listen(a)) = self.metrics_listen {
             cfg.metrics_listen = a;
         }
+        if let Some(Listen(a)) = self.admin_listen {
+            cfg.admin_listen = a;
+        }
         macro_rules! limit {
             ($($field:ident),*) => {$(
                 if let Some(v) = self.$field { cfg.limits.$field = v; }
@@ -236,12 +249,13 @@ impl EdgeArgs {
 }
 
 /// Runs the edge until Ctrl-C, then drains and stops.
+///
+/// Agents authenticate against the authtokens of the configuration when any are listed, else
+/// against the credential store in the data directory (managed with `wicket tokens`), whose admin
+/// API is served on `admin_listen` when an admin key is given.
 pub fn run(args: &EdgeArgs) -> Result<()> {
     args.log.init()?;
     let cfg = args.config()?;
-    if cfg.authtokens.is_empty() {
-        tracing::warn!("no authtokens configured: every agent will be refused");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -249,7 +263,45 @@ pub fn run(args: &EdgeArgs) -> Result<()> {
     runtime.block_on(async {
         let using_dev_ca = cfg.tunnel_certificate.is_none() || cfg.certificates.is_empty();
         let ca_path = cfg.data_dir.join("dev-ca.pem");
-        let edge = Edge::builder(cfg).start().await?;
+        let mut builder = Edge::builder(cfg.clone());
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut admin_addr = None;
+        let mut maintenance = None;
+        if cfg.authtokens.is_empty() {
+            std::fs::create_dir_all(&cfg.data_dir)
+                .with_context(|| format!("cannot create `{}`", cfg.data_dir.display()))?;
+            let store = Arc::new(SqliteStore::open(&cfg.data_dir).with_context(|| {
+                format!(
+                    "cannot open the credential store in `{}`",
+                    cfg.data_dir.display()
+                )
+            })?);
+            let service = CredentialService::new(store);
+            maintenance = Some(service.spawn_maintenance(Duration::from_secs(1)));
+            builder = builder.authenticator(Arc::new(StoreAuthenticator::for_service(&service)));
+            match (&args.admin_key, cfg.admin_listen) {
+                (Some(key), Some(addr)) => {
+                    let key = AdminKey::new(key.clone()).context("invalid admin key")?;
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    admin_addr = Some(listener.local_addr().unwrap_or(addr));
+                    tokio::spawn(admin::serve(
+                        listener,
+                        AdminState::new(service, key),
+                        async move {
+                            let _ = admin_stopped.await;
+                        },
+                    ));
+                }
+                (None, Some(_)) => tracing::warn!(
+                    "no admin key (`--admin-key` or `WICKET_ADMIN_KEY`): the admin API is off; \
+                     manage tokens with `wicket tokens --data-dir`"
+                ),
+                _ => {}
+            }
+        }
+        let edge = builder.start().await?;
         let a = edge.addrs();
         eprintln!("wicket edge running");
         eprintln!("  tunnel   {}", a.tunnel);
@@ -262,6 +314,15 @@ pub fn run(args: &EdgeArgs) -> Result<()> {
         if let Some(m) = a.metrics {
             eprintln!("  metrics  http://{m}/metrics");
         }
+        if let Some(m) = admin_addr {
+            eprintln!("  admin    http://{m}");
+        }
+        if cfg.authtokens.is_empty() {
+            eprintln!(
+                "  agents authenticate against the credential store in {}",
+                cfg.data_dir.display()
+            );
+        }
         if using_dev_ca {
             eprintln!(
                 "  development CA: {} (give it to agents as `connect_cas`)",
@@ -273,6 +334,10 @@ pub fn run(args: &EdgeArgs) -> Result<()> {
             .context("cannot wait for Ctrl-C")?;
         eprintln!("draining…");
         edge.shutdown().await;
+        let _ = stop_admin.send(());
+        if let Some(m) = maintenance {
+            m.abort();
+        }
         Ok(())
     })
 }

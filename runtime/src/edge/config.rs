@@ -18,6 +18,9 @@ pub struct EdgeConfig {
     pub https_listen: Option<SocketAddr>,
     /// Prometheus metrics listener (`GET /metrics`); `None` disables it.
     pub metrics_listen: Option<SocketAddr>,
+    /// Admin API listener (credentials, sessions, audit), served by `wicket edge` when an admin
+    /// key is given; loopback by default.
+    pub admin_listen: Option<SocketAddr>,
     /// Domain under which endpoints without an explicit URL are given a name, and the name
     /// of `tcp://` endpoint URLs.
     pub base_domain: String,
@@ -31,7 +34,8 @@ pub struct EdgeConfig {
     pub tcp_listen_host: IpAddr,
     /// Port range for `tcp://` endpoints, inclusive.
     pub tcp_port_range: PortRange,
-    /// Authtokens accepted from agents.
+    /// Authtokens accepted from agents. When empty, `wicket edge` authenticates agents against
+    /// the credential store in `data_dir` instead (`wicket tokens create`).
     pub authtokens: Vec<NamedToken>,
     /// Edge-wide policy file, run before every endpoint's own policy.
     pub policy_file: Option<PathBuf>,
@@ -47,6 +51,7 @@ impl Default for EdgeConfig {
             http_listen: Some(SocketAddr::new(any, 8080)),
             https_listen: Some(SocketAddr::new(any, 8443)),
             metrics_listen: None,
+            admin_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4041)),
             base_domain: "wicket.localhost".into(),
             data_dir: PathBuf::from("wicket-data"),
             tunnel_certificate: None,
