@@ -307,6 +307,8 @@ pub struct Scratch {
     response_headers: OnceCell<Value>,
     query_params: OnceCell<Value>,
     cookies: OnceCell<Value>,
+    /// Whether the general path may have filled the caches above since the last reset.
+    general_used: std::cell::Cell<bool>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) candidates: Vec<u32>,
 }
@@ -326,12 +328,20 @@ impl Scratch {
         self.results.clear();
         self.url = None;
         self.ready = 0;
-        self.headers.take();
-        self.response_headers.take();
-        self.query_params.take();
-        self.cookies.take();
+        if self.general_used.get() {
+            self.headers.take();
+            self.response_headers.take();
+            self.query_params.take();
+            self.cookies.take();
+            self.general_used.set(false);
+        }
         self.effects.clear();
         self.candidates.clear();
+    }
+
+    /// Notes that the general path may fill the lazily parsed caches.
+    fn mark_general(&self) {
+        self.general_used.set(true);
     }
 
     /// The value of action result namespace `ns`, if the action ran in this phase.
@@ -439,14 +449,13 @@ fn str_field<'a, V: RequestView + ?Sized>(
     view: &'a V,
     st: &'a Scratch,
 ) -> Option<&'a str> {
-    let (scheme, host, _, path, query) = st.url_parts(view);
     Some(match field {
         StrField::Method => view.method(),
-        StrField::Scheme => scheme,
+        StrField::Scheme => st.url.as_ref().map_or_else(|| view.scheme(), |u| &u.scheme),
         StrField::Host => view.host(),
-        StrField::UrlHost => host,
-        StrField::Path => path,
-        StrField::Query => query,
+        StrField::UrlHost => st.url.as_ref().map_or_else(|| view.url_host(), |u| &u.host),
+        StrField::Path => st.url.as_ref().map_or_else(|| view.path(), |u| &u.path),
+        StrField::Query => st.url.as_ref().map_or_else(|| view.query(), |u| &u.query),
         StrField::Version => view.version(),
         StrField::UserAgent => view.header("user-agent", 0).unwrap_or(""),
         StrField::Sni => view.tls_sni()?,
@@ -618,6 +627,7 @@ pub fn eval_value<V: RequestView + ?Sized>(
     view: &V,
     st: &Scratch,
 ) -> Result<Value, EvalError> {
+    st.mark_general();
     let act = ViewActivation { view, st };
     interp::eval(expr, &act)
 }
