@@ -117,6 +117,43 @@ pub fn cidr_expr(n: usize) -> String {
     s
 }
 
+/// A policy denying the `n` CIDRs of [`cidrs`] with `restrict-ips` (everything else allowed).
+///
+/// # Panics
+/// When the generated policy does not compile (a bug in the workload).
+#[must_use]
+pub fn restrict_ips_program(n: usize) -> Program {
+    let list =
+        |items: Vec<String>| ConfigValue::List(items.into_iter().map(ConfigValue::Str).collect());
+    let action = ActionIr {
+        kind: "restrict-ips".into(),
+        config: ConfigValue::Map(vec![
+            (
+                "allow".into(),
+                list(vec!["0.0.0.0/0".into(), "::/0".into()]),
+            ),
+            ("deny".into(), list(cidrs(n))),
+        ]),
+    };
+    compile(&PolicyIr {
+        phases: vec![(
+            Phase::HttpRequest,
+            vec![RuleIr {
+                name: None,
+                expressions: Vec::new(),
+                actions: vec![action],
+            }],
+        )],
+    })
+    .expect("benchmark policies compile")
+}
+
+/// The `n` CIDRs of [`cidrs`] as a `cel` crate list value (bound as the variable `cidrs`).
+#[must_use]
+pub fn cel_cidr_list(n: usize) -> cel::Value {
+    cel::Value::List(Arc::new(cidrs(n).into_iter().map(Into::into).collect()))
+}
+
 /// `n` rules each guarded on a host and a path prefix.
 #[must_use]
 pub fn host_path_rules(n: usize) -> Vec<Vec<String>> {

@@ -93,8 +93,13 @@ fn compile_rule(phase: Phase, index: usize, rule: &RuleIr) -> Result<Rule, Compi
     };
     let mut exprs = Vec::with_capacity(rule.expressions.len());
     for (i, src) in rule.expressions.iter().enumerate() {
-        let mut e = wicket_grammar::parse(src)
-            .map_err(|e| err(format!("expression {} `{src}` does not parse: {e}", i + 1)))?;
+        let mut e = wicket_grammar::parse(src).map_err(|e| {
+            err(format!(
+                "expression {} `{}` does not parse: {e}",
+                i + 1,
+                abbreviate(src)
+            ))
+        })?;
         expr::desugar(&mut e);
         exprs.push(e);
     }
@@ -129,6 +134,15 @@ fn compile_rule(phase: Phase, index: usize, rule: &RuleIr) -> Result<Rule, Compi
         actions: compiled,
         guard: None,
     })
+}
+
+/// The start of a long source text, for messages.
+fn abbreviate(src: &str) -> String {
+    const MAX: usize = 80;
+    match src.char_indices().nth(MAX) {
+        Some((pos, _)) => format!("{}…", &src[..pos]),
+        None => src.to_owned(),
+    }
 }
 
 /// A rule's guard: a conjunct whose falsity the index can decide from one input.
