@@ -423,23 +423,22 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
             }
             let set = |key| -> Result<CidrSet, String> {
                 let items = string_list(c, key)?;
-                let tmpls = items
-                    .iter()
-                    .map(|s| Tmpl::parse(s))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if tmpls.iter().all(|t| t.as_literal().is_some()) {
-                    let mut nets = Vec::new();
-                    for t in &tmpls {
-                        let text = t.as_literal().map_or("", |s| &**s);
+                if items.iter().all(|s| !s.contains("${")) {
+                    // No interpolation (the common case, and lists can be long): parse directly.
+                    let mut nets = Vec::with_capacity(items.len());
+                    for text in &items {
                         nets.push(
                             parse_policy_cidr(text)
                                 .ok_or_else(|| format!("`{text}` is not a CIDR"))?,
                         );
                     }
-                    Ok(CidrSet::Fixed(IpTable::new(nets)))
-                } else {
-                    Ok(CidrSet::Dynamic(tmpls))
+                    return Ok(CidrSet::Fixed(IpTable::new(nets)));
                 }
+                let tmpls = items
+                    .iter()
+                    .map(|s| Tmpl::parse(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(CidrSet::Dynamic(tmpls))
             };
             Action::RestrictIps(Box::new(RestrictIps {
                 enforce: get_bool(c, "enforce", true)?,

@@ -1,18 +1,21 @@
 //! Merged, sorted IP range tables: membership of one address in any of N CIDRs by binary
 //! search, so the cost grows with log N, not N.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// A set of IPv4 and IPv6 ranges, merged and sorted.
 #[derive(Clone, Debug, Default)]
 pub struct IpTable {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
-    /// The CIDRs as given (for `matched_cidr` reports), parallel to nothing: looked up linearly
-    /// only when a report is needed.
-    nets: Vec<IpNet>,
+    /// The CIDRs (host bits cleared), to report which one matched: looked up once per prefix
+    /// length present, longest first, so the cost does not grow with the number of CIDRs.
+    nets: HashSet<IpNet>,
+    v4_lens: Vec<u8>,
+    v6_lens: Vec<u8>,
 }
 
 /// A CIDR as the ngrok functions read it: an IPv4-mapped IPv6 range of prefix 96 or more is the
@@ -81,9 +84,22 @@ impl IpTable {
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
+        let nets: HashSet<IpNet> = nets.iter().map(IpNet::trunc).collect();
+        let lens = |v4: bool| {
+            let mut l: Vec<u8> = nets
+                .iter()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .map(IpNet::prefix_len)
+                .collect();
+            l.sort_unstable_by(|a, b| b.cmp(a));
+            l.dedup();
+            l
+        };
         IpTable {
             v4: merge(v4),
             v6: merge(v6),
+            v4_lens: lens(true),
+            v6_lens: lens(false),
             nets,
         }
     }
@@ -97,11 +113,23 @@ impl IpTable {
         }
     }
 
-    /// The first CIDR of the table (in the order given) that contains `ip`.
+    /// The most specific CIDR of the table that contains `ip` (host bits cleared).
     #[must_use]
-    pub fn matching(&self, ip: IpAddr) -> Option<&IpNet> {
+    pub fn matching(&self, ip: IpAddr) -> Option<IpNet> {
         let ip = ip.to_canonical();
-        self.nets.iter().find(|n| n.contains(&ip))
+        if !self.contains(ip) {
+            return None;
+        }
+        match ip {
+            IpAddr::V4(a) => self.v4_lens.iter().find_map(|&l| {
+                let net = IpNet::V4(Ipv4Net::new(a, l).ok()?.trunc());
+                self.nets.contains(&net).then_some(net)
+            }),
+            IpAddr::V6(a) => self.v6_lens.iter().find_map(|&l| {
+                let net = IpNet::V6(Ipv6Net::new(a, l).ok()?.trunc());
+                self.nets.contains(&net).then_some(net)
+            }),
+        }
     }
 
     /// Whether the table is empty.
@@ -144,9 +172,15 @@ mod tests {
         }
         assert_eq!(
             t.matching("10.1.2.3".parse().unwrap())
-                .map(ToString::to_string),
+                .map(|n| n.to_string()),
+            Some("10.1.0.0/16".to_owned())
+        );
+        assert_eq!(
+            t.matching("10.2.2.3".parse().unwrap())
+                .map(|n| n.to_string()),
             Some("10.0.0.0/8".to_owned())
         );
+        assert_eq!(t.matching("12.0.0.1".parse().unwrap()), None);
         assert_eq!(
             parse_policy_cidr("::ffff:10.0.0.0/104").map(|n| n.to_string()),
             Some("10.0.0.0/8".to_owned())
