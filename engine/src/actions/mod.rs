@@ -643,6 +643,10 @@ fn parse_url(url: &str) -> Result<UrlParts, EvalError> {
         }
         _ => (authority, None),
     };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
     Ok(UrlParts {
         scheme: scheme.to_owned(),

@@ -70,7 +70,7 @@ impl MemoryRateLimits {
             };
         };
         if !buckets.contains_key(bucket) && buckets.len() >= self.max_buckets {
-            buckets.retain(|_, b| now.duration_since(b.window_start) < b.window * 2);
+            buckets.retain(|_, b| now.duration_since(b.window_start) < b.window.saturating_mul(2));
             if buckets.len() >= self.max_buckets {
                 let stalest = buckets
                     .iter()

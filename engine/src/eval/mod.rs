@@ -385,7 +385,14 @@ fn compose_into<V: RequestView + ?Sized>(
     out.clear();
     let (scheme, host, port, path, query) = st.url_parts(view);
     let authority = |out: &mut String| {
-        out.push_str(host);
+        if host.contains(':') {
+            // An IPv6 literal.
+            out.push('[');
+            out.push_str(host);
+            out.push(']');
+        } else {
+            out.push_str(host);
+        }
         if let Some(p) = port {
             let _ = write!(out, ":{p}");
         }

@@ -156,13 +156,32 @@ impl OwnedRequest {
         if authority.is_empty() {
             return Err(error("the URL has no host"));
         }
-        let (url_host, url_port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| error("invalid port"))?;
-                (h, Some(port))
+        let (url_host, port_text) = match authority.strip_prefix('[') {
+            // An IPv6 literal: `[::1]` or `[::1]:8080`; the host is given without brackets.
+            Some(rest) => {
+                let (host, after) = rest
+                    .split_once(']')
+                    .ok_or_else(|| error("unterminated IPv6 address"))?;
+                match after {
+                    "" => (host, None),
+                    _ => (
+                        host,
+                        Some(
+                            after
+                                .strip_prefix(':')
+                                .ok_or_else(|| error("invalid port"))?,
+                        ),
+                    ),
+                }
             }
-            _ => (authority, None),
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
         };
+        let url_port = port_text
+            .map(|p| p.parse::<u16>().map_err(|_| error("invalid port")))
+            .transpose()?;
         let (path, query) = match path_query.split_once('?') {
             Some((p, q)) => (p, q),
             None => (path_query, ""),
@@ -296,6 +315,12 @@ mod tests {
         let r = OwnedRequest::parse("GET http://h").unwrap();
         assert_eq!(r.path, "/");
         assert!(OwnedRequest::parse("GET /x").is_err());
+        let r = OwnedRequest::parse("GET http://[::1]:8080/p").unwrap();
+        assert_eq!((r.url_host.as_str(), r.url_port), ("::1", Some(8080)));
+        let r = OwnedRequest::parse("GET http://[::1]/p").unwrap();
+        assert_eq!((r.url_host.as_str(), r.url_port), ("::1", None));
+        assert!(OwnedRequest::parse("GET http://[::1/p").is_err());
+        assert!(OwnedRequest::parse("GET http://h:99999/p").is_err());
         assert!(OwnedRequest::parse("GET ftp://h/").is_err());
     }
 }
