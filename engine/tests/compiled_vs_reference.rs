@@ -122,6 +122,14 @@ fn action() -> impl Strategy<Value = ActionIr> {
     ]
 }
 
+/// Actions that never end the phase, with a result that shows which rule ran.
+fn passthrough_action() -> impl Strategy<Value = ActionIr> {
+    (0u32..1000).prop_map(|i| ActionIr {
+        kind: "add-headers".to_owned(),
+        config: config(serde_json::json!({"headers": {"x-rule": format!("{i}")}})),
+    })
+}
+
 fn rule() -> impl Strategy<Value = RuleIr> {
     (
         prop::collection::vec(expr(), 0..3),
@@ -130,6 +138,19 @@ fn rule() -> impl Strategy<Value = RuleIr> {
     )
         .prop_map(|(expressions, actions, named)| RuleIr {
             name: named.then(|| "named".to_owned()),
+            expressions,
+            actions,
+        })
+}
+
+/// Rules whose expressions are mostly single comparisons, so that many carry an index guard.
+fn guarded_rule() -> impl Strategy<Value = RuleIr> {
+    (
+        prop::collection::vec(prop_oneof![4 => leaf(), 1 => expr()], 1..3),
+        prop::collection::vec(prop_oneof![4 => passthrough_action(), 1 => action()], 1..3),
+    )
+        .prop_map(|(expressions, actions)| RuleIr {
+            name: None,
             expressions,
             actions,
         })
@@ -213,6 +234,25 @@ proptest! {
     fn compiled_equals_reference(
         rules in prop::collection::vec(rule(), 0..12),
         reqs in prop::collection::vec(request(), 1..6),
+    ) {
+        let policy = PolicyIr { phases: vec![(Phase::HttpRequest, rules)] };
+        let p = compile(&policy).unwrap();
+        for req in &reqs {
+            let (c, r) = both(&p, req);
+            prop_assert_eq!(c, r, "request {:?}", req);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// Enough generated rules that the phase is indexed, with rewrites disabling URL guards
+    /// after them.
+    #[test]
+    fn many_generated_rules_agree(
+        rules in prop::collection::vec(guarded_rule(), 20..60),
+        reqs in prop::collection::vec(request(), 1..4),
     ) {
         let policy = PolicyIr { phases: vec![(Phase::HttpRequest, rules)] };
         let p = compile(&policy).unwrap();
