@@ -15,8 +15,8 @@ use wicket_policy::Phase;
 
 use crate::actions::ratelimit::{MemoryRateLimits, RateLimitStore};
 use crate::actions::{self, Shared};
-use crate::eval::{Node, StrField, StrOp};
-use crate::program::{FieldIndex, Index, PhaseProgram, Program, Rule};
+use crate::eval::{CmpOp, IntField, Node, StrField, StrOp};
+use crate::program::{FieldIndex, Index, PhaseProgram, PortIndex, Program, Rule};
 use ir::{PolicyIr, RuleIr};
 
 /// Why a policy does not compile.
@@ -149,6 +149,7 @@ fn abbreviate(src: &str) -> String {
 enum Guard<'n> {
     Exact(StrField, Vec<&'n str>),
     Prefix(&'n str),
+    Port(IntField, i64),
 }
 
 fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
@@ -162,7 +163,7 @@ fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
         Guard::Exact(StrField::Host | StrField::UrlHost | StrField::Sni, _) => 0,
         Guard::Exact(StrField::Path, _) => 1,
         Guard::Prefix(p) if p.len() > 1 => 2,
-        Guard::Exact(_, _) => 3,
+        Guard::Exact(_, _) | Guard::Port(..) => 3,
         Guard::Prefix(_) => 4,
     };
     let one = |n: &'n Node| -> Option<Guard<'n>> {
@@ -180,6 +181,11 @@ fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
             Node::StrIn { field, set } if indexable(*field) && set.len() <= 64 => {
                 Some(Guard::Exact(*field, set.iter().map(|s| &**s).collect()))
             }
+            Node::Int {
+                field: field @ (IntField::UrlPort | IntField::ServerPort),
+                op: CmpOp::Eq,
+                arg,
+            } if !(url_mutable && *field == IntField::UrlPort) => Some(Guard::Port(*field, *arg)),
             _ => None,
         }
     };
@@ -193,6 +199,7 @@ fn build_index(rules: &mut [Rule]) -> Index {
     let mut index = Index::default();
     let mut exact: HashMap<StrField, FieldIndex> = HashMap::new();
     let mut prefix = FieldIndex::default();
+    let mut ports: HashMap<IntField, PortIndex> = HashMap::new();
     let mut url_mutable = false;
     let mut guards: Vec<Option<&'static str>> = Vec::with_capacity(rules.len());
     for (i, rule) in rules.iter().enumerate() {
@@ -201,6 +208,8 @@ fn build_index(rules: &mut [Rule]) -> Index {
         guards.push(match &guard {
             Some(Guard::Exact(field, _)) => Some(field.name()),
             Some(Guard::Prefix(_)) => Some("req.url.path (prefix)"),
+            Some(Guard::Port(IntField::UrlPort, _)) => Some("req.url.port"),
+            Some(Guard::Port(..)) => Some("conn.server_port"),
             None => None,
         });
         match guard {
@@ -214,6 +223,11 @@ fn build_index(rules: &mut [Rule]) -> Index {
             Some(Guard::Prefix(p)) => {
                 prefix.map.entry(Box::from(p)).or_default().push(id);
                 prefix.all.push(id);
+            }
+            Some(Guard::Port(field, port)) => {
+                let pi = ports.entry(field).or_default();
+                pi.map.entry(port).or_default().push(id);
+                pi.all.push(id);
             }
             None => index.always.push(id),
         }
@@ -232,6 +246,9 @@ fn build_index(rules: &mut [Rule]) -> Index {
     let mut exact: Vec<(StrField, FieldIndex)> = exact.into_iter().collect();
     exact.sort_by_key(|(f, _)| *f as u8);
     index.exact = exact;
+    let mut ports: Vec<(IntField, PortIndex)> = ports.into_iter().collect();
+    ports.sort_by_key(|(f, _)| *f as u8);
+    index.ports = ports;
     if !prefix.all.is_empty() {
         let mut lens: Vec<usize> = prefix.map.keys().map(|k| k.len()).collect();
         lens.sort_unstable();
@@ -265,6 +282,33 @@ mod tests {
             Decision::Deny { status: 401 }
         );
         let r = OwnedRequest::parse("GET https://a.test/admin/x").unwrap();
+        assert_eq!(
+            p.eval(Phase::HttpRequest, &r, &mut s).decision,
+            Decision::Continue
+        );
+    }
+
+    #[test]
+    fn ports_are_indexed() {
+        let rules: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"{{"expressions": ["req.url.port == {}"], "actions": [{{"type": "deny", "config": {{"status_code": {}}}}}]}}"#,
+                    8000 + i,
+                    400 + i
+                )
+            })
+            .collect();
+        let p = policy(&format!(r#"{{"on_http_request": [{}]}}"#, rules.join(",")));
+        let mut s = Scratch::new();
+        let r = OwnedRequest::parse("GET https://a.test:8007/").unwrap();
+        let (out, trace) = p.explain(Phase::HttpRequest, &r, &mut s);
+        assert_eq!(out.decision, Decision::Deny { status: 407 });
+        assert_eq!(
+            trace[0].result,
+            crate::program::RuleResult::SkippedByIndex("req.url.port")
+        );
+        let r = OwnedRequest::parse("GET https://a.test/").unwrap();
         assert_eq!(
             p.eval(Phase::HttpRequest, &r, &mut s).decision,
             Decision::Continue

@@ -492,7 +492,12 @@ pub(crate) fn read_str<'a, V: RequestView + ?Sized>(
     str_field(field, view, st)
 }
 
-fn int_field<V: RequestView + ?Sized>(field: IntField, view: &V, st: &Scratch) -> Option<i64> {
+/// The value of an integer field (`None` when absent).
+pub(crate) fn int_field<V: RequestView + ?Sized>(
+    field: IntField,
+    view: &V,
+    st: &Scratch,
+) -> Option<i64> {
     match field {
         // Without an explicit port the scheme's default port is reported, so that comparisons
         // such as `req.url.port == 8080` do not fail closed on every default-port request

@@ -205,6 +205,16 @@ pub(crate) struct Index {
     pub exact: Vec<(StrField, FieldIndex)>,
     /// Path-prefix guards: prefix lengths present and the rules per prefix.
     pub prefix: Option<(Vec<usize>, FieldIndex)>,
+    /// Port guards (`req.url.port == N`, `conn.server_port == N`).
+    pub ports: Vec<(crate::eval::IntField, PortIndex)>,
+}
+
+/// The rules guarded on one port field.
+#[derive(Debug, Default)]
+pub(crate) struct PortIndex {
+    pub map: HashMap<i64, Vec<u32>>,
+    /// Every rule guarded on this field (candidates when the field is absent).
+    pub all: Vec<u32>,
 }
 
 /// The rules guarded on one field.
@@ -217,7 +227,7 @@ pub(crate) struct FieldIndex {
 
 impl Index {
     pub(crate) fn is_trivial(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_none()
+        self.exact.is_empty() && self.prefix.is_none() && self.ports.is_empty()
     }
 }
 
@@ -373,6 +383,16 @@ impl Program {
                     }
                 }
                 None => out.extend_from_slice(&fi.all),
+            }
+        }
+        for (field, pi) in &index.ports {
+            match eval::int_field(*field, view, st) {
+                Some(port) => {
+                    if let Some(rules) = pi.map.get(&port) {
+                        out.extend_from_slice(rules);
+                    }
+                }
+                None => out.extend_from_slice(&pi.all),
             }
         }
         if let Some((lens, fi)) = &index.prefix {
