@@ -45,6 +45,9 @@ enum Command {
     Edge(Box<cmd::edge::EdgeArgs>),
     /// Run an agent: serve local services through an edge.
     Agent(cmd::agent::AgentArgs),
+    /// Start an edge, an agent and a demo upstream with an example policy, and print curl
+    /// commands that show each rule at work.
+    Quickstart(cmd::quickstart::QuickstartArgs),
 }
 
 /// Exit status for usage and I/O errors (clap also uses 2).
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(&args),
         Command::Edge(args) => cmd::edge::run(&args).map(|()| true),
         Command::Agent(args) => cmd::agent::run(&args),
+        Command::Quickstart(args) => cmd::quickstart::run(&args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod policy_hook;
 pub mod proto;
 pub mod proxy_protocol;
+pub mod quickstart;
 pub mod routing;
 pub mod sni;
 pub mod tls;

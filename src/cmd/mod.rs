@@ -7,6 +7,7 @@ pub mod eval;
 pub mod expr;
 pub mod fmt;
 pub mod lint;
+pub mod quickstart;
 pub mod schema;
 pub mod sessions;
 pub mod test;
