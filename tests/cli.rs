@@ -209,6 +209,7 @@ fn examples_lint_clean() {
             "maintenance-page.yaml",
             "mtls-device-api.yaml",
             "oauth-dashboard.yaml",
+            "quickstart-policy.yml",
             "rate-limit-per-ip.yaml",
         ]
     );
