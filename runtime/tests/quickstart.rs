@@ -153,6 +153,28 @@ async fn every_printed_curl_gets_the_status_it_claims() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_to_the_policy_file_apply_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = start(dir.path(), example_policy()).await.unwrap();
+    let admin = qs.demos().into_iter().find(|d| d.path == "/admin").unwrap();
+    assert_eq!(send(&qs, &admin).await.0, StatusCode::FORBIDDEN);
+    let edited = example_policy().replace("- 10.0.0.0/8", "- 127.0.0.0/8");
+    assert_ne!(edited, example_policy());
+    std::fs::write(qs.policy_path(), edited).unwrap();
+    // The agent polls the file every 2 s; give it up to 30 s.
+    let mut status = StatusCode::FORBIDDEN;
+    for _ in 0..150 {
+        status = send(&qs, &admin).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    within("shutdown", qs.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_policy_holds_the_printed_credentials() {
     let policy = example_policy();
     assert!(policy.contains(&format!("{DEMO_USER}:{DEMO_PASSWORD}")));
