@@ -162,3 +162,37 @@ fn indexed_rules_allocate_nothing() {
     assert_eq!(decision, Decision::Continue);
     assert_eq!(n, 0);
 }
+
+#[test]
+fn restrict_ips_allocates_nothing() {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut deny: Vec<String> = (0..1000)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+        .collect();
+    deny.push("2001:db8::/32".into());
+    let p = program(&format!(
+        r#"{{"on_http_request": [{{"actions": [{{"type": "restrict-ips", "config": {{"allow": ["0.0.0.0/0", "::/0"], "deny": {}}}}}]}}]}}"#,
+        serde_json::to_string(&deny).unwrap()
+    ));
+    for allowed in ["203.0.113.7", "2001:db9::1"] {
+        let req = OwnedRequest::parse("GET https://api.example.test/")
+            .unwrap()
+            .with_client_ip(allowed.parse().unwrap());
+        let (n, decision) = count(&p, &req, 1000);
+        assert_eq!(decision, Decision::Continue, "{allowed}");
+        assert_eq!(n, 0, "allocations for allowed {allowed}");
+    }
+    for denied in ["10.3.231.9", "2001:db8::1"] {
+        let req = OwnedRequest::parse("GET https://api.example.test/")
+            .unwrap()
+            .with_client_ip(denied.parse().unwrap());
+        let (n, decision) = count(&p, &req, 1000);
+        assert!(
+            matches!(decision, Decision::Reject { status: 403, .. }),
+            "{denied}: {decision:?}"
+        );
+        assert_eq!(n, 0, "allocations for denied {denied}");
+    }
+}

@@ -17,7 +17,7 @@ use crate::compile::expr::desugar;
 use crate::compile::ir::ConfigValue;
 use crate::error::EvalError;
 use crate::eval::iptable::{IpTable, parse_policy_cidr};
-use crate::eval::{Scratch, StrField, UrlParts, eval_value, read_str};
+use crate::eval::{RestrictOutcome, Scratch, StrField, UrlParts, eval_value, read_str};
 use crate::program::view::RequestView;
 use crate::program::{Decision, Effect, HeaderList, Resume};
 use crate::value::{Key, MapValue, Value};
@@ -846,22 +846,26 @@ pub(crate) fn run<V: RequestView + ?Sized>(
             })?;
             let deny = cidr_table(&r.deny, view, st)?;
             let allow = cidr_table(&r.allow, view, st)?;
-            let (verdict, matched) = if let Some(net) = deny.matching(ip) {
-                ("deny", net.to_string())
+            let outcome = if let Some(net) = deny.matching(ip) {
+                RestrictOutcome {
+                    deny: true,
+                    matched: Some(net),
+                }
             } else if let Some(net) = allow.matching(ip) {
-                ("allow", net.to_string())
+                RestrictOutcome {
+                    deny: false,
+                    matched: Some(net),
+                }
             } else {
-                ("deny", String::new())
+                RestrictOutcome {
+                    deny: true,
+                    matched: None,
+                }
             };
             drop((deny, allow));
-            st.set_result(
-                "restrict_ips",
-                map_of([
-                    ("action", Value::string(verdict)),
-                    ("matched_cidr", Value::string(matched)),
-                ]),
-            );
-            if verdict == "deny" && r.enforce {
+            // Recorded as plain data: the result variables are built only if a rule reads them.
+            st.set_restrict_ips(outcome);
+            if outcome.deny && r.enforce {
                 Flow::Stop(if r.tcp {
                     Decision::CloseConnection
                 } else {
@@ -1082,6 +1086,54 @@ fn run_jwt<V: RequestView + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restrict_ips_results_are_built_on_demand() {
+        use crate::compile::{compile, ir::PolicyIr};
+        use crate::program::OwnedRequest;
+        use wicket_policy::Phase;
+        let doc = serde_json::json!({"on_http_request": [
+            {"actions": [{"type": "restrict-ips", "config": {"enforce": false, "allow": ["203.0.113.0/24"], "deny": ["203.0.113.7/32"]}}]},
+            {"actions": [{"type": "restrict-ips", "config": {"enforce": false, "allow": ["2001:db8::/32"]}}]},
+            {"expressions": ["actions.ngrok.restrict_ips.matched_cidr == '2001:db8::/32' && actions.ngrok.restrict_ips.action == 'allow'"],
+             "actions": [{"type": "custom-response", "config": {"body": "v6 allowed"}}]},
+            {"expressions": ["actions.ngrok.restrict_ips.action == 'deny' && actions.ngrok.restrict_ips.matched_cidr == ''"],
+             "actions": [{"type": "custom-response", "config": {"body": "no range"}}]}
+        ]});
+        let p = compile(&PolicyIr::from_json(&doc).unwrap()).unwrap();
+        let mut s = Scratch::new();
+        let req = |ip: &str| {
+            OwnedRequest::parse("GET https://a.test/")
+                .unwrap()
+                .with_client_ip(ip.parse().unwrap())
+        };
+        let body = |d: &Decision| match d {
+            Decision::Respond { body, .. } => body.to_string(),
+            other => format!("{other:?}"),
+        };
+        let out = p.eval(Phase::HttpRequest, &req("2001:db8::9"), &mut s);
+        assert_eq!(body(&out.decision), "v6 allowed");
+        let out = p.eval(Phase::HttpRequest, &req("203.0.113.7"), &mut s);
+        assert_eq!(body(&out.decision), "no range");
+        // The second run replaced the first one's result; the diagnostic list builds it.
+        let results = s.action_results();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].0, "restrict_ips");
+        let expected = crate::eval::RestrictOutcome {
+            deny: true,
+            matched: None,
+        }
+        .to_value();
+        assert_eq!(format!("{:?}", results[0].1), format!("{expected:?}"));
+        // An external result under the same name replaces the pending one.
+        s.set_action_result("restrict_ips", Value::string("x"));
+        let results = s.action_results();
+        assert_eq!(results.len(), 1);
+        assert_eq!(
+            format!("{:?}", results[0].1),
+            format!("{:?}", Value::string("x"))
+        );
+    }
 
     #[test]
     fn parses_rewritten_urls() {

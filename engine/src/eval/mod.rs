@@ -18,6 +18,7 @@ use crate::interp::{self, Activation};
 use crate::program::Effect;
 use crate::program::view::RequestView;
 use crate::value::{Key, MapValue, Value};
+use ipnet::IpNet;
 use iptable::IpTable;
 
 /// A string-valued built-in field.
@@ -293,6 +294,36 @@ pub(crate) struct UrlParts {
     pub query: String,
 }
 
+/// The result namespace of `restrict-ips`.
+pub(crate) const RESTRICT_IPS: &str = "restrict_ips";
+
+/// What a `restrict-ips` run decided, kept as plain data until a rule reads
+/// `actions.ngrok.restrict_ips`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RestrictOutcome {
+    /// The request is denied (matched a deny range, or no allow range).
+    pub deny: bool,
+    /// The range that decided, if any.
+    pub matched: Option<IpNet>,
+}
+
+impl RestrictOutcome {
+    /// The result variables: `action` (`allow` or `deny`) and `matched_cidr` (empty when no
+    /// range matched).
+    pub(crate) fn to_value(self) -> Value {
+        let mut map = MapValue::new();
+        map.upsert(
+            Key::String(Arc::from("action")),
+            Value::string(if self.deny { "deny" } else { "allow" }),
+        );
+        map.upsert(
+            Key::String(Arc::from("matched_cidr")),
+            Value::string(self.matched.map(|n| n.to_string()).unwrap_or_default()),
+        );
+        Value::map(map)
+    }
+}
+
 /// Reusable per-worker space for one evaluation at a time: lazily parsed request fields, the
 /// phase's variables and action results, and the outcome's effects. Reuse one per worker thread
 /// so that steady-state evaluation does not allocate.
@@ -300,6 +331,9 @@ pub(crate) struct UrlParts {
 pub struct Scratch {
     pub(crate) vars: MapValue,
     pub(crate) results: Vec<(&'static str, Value)>,
+    /// The outcome of the last `restrict-ips` run, turned into `actions.ngrok.restrict_ips` only
+    /// when something reads it, so that the common allowed or denied request allocates nothing.
+    pub(crate) restrict_ips: Option<RestrictOutcome>,
     pub(crate) url: Option<UrlParts>,
     composed: [String; 5],
     ready: u8,
@@ -326,6 +360,7 @@ impl Scratch {
             self.vars = MapValue::new();
         }
         self.results.clear();
+        self.restrict_ips = None;
         self.url = None;
         self.ready = 0;
         if self.general_used.get() {
@@ -345,16 +380,34 @@ impl Scratch {
     }
 
     /// The value of action result namespace `ns`, if the action ran in this phase.
-    pub(crate) fn result(&self, ns: &str) -> Option<&Value> {
-        self.results.iter().find(|(n, _)| *n == ns).map(|(_, v)| v)
+    pub(crate) fn result(&self, ns: &str) -> Option<Value> {
+        if ns == RESTRICT_IPS {
+            if let Some(outcome) = self.restrict_ips {
+                return Some(outcome.to_value());
+            }
+        }
+        self.results
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .map(|(_, v)| v.clone())
     }
 
     /// Records the result variables of an action (replacing an earlier run's).
     pub(crate) fn set_result(&mut self, ns: &'static str, value: Value) {
+        if ns == RESTRICT_IPS {
+            self.restrict_ips = None;
+        }
         match self.results.iter_mut().find(|(n, _)| *n == ns) {
             Some(slot) => slot.1 = value,
             None => self.results.push((ns, value)),
         }
+    }
+
+    /// Records the outcome of a `restrict-ips` run (replacing an earlier run's) without building
+    /// its result variables.
+    pub(crate) fn set_restrict_ips(&mut self, outcome: RestrictOutcome) {
+        self.results.retain(|(n, _)| *n != RESTRICT_IPS);
+        self.restrict_ips = Some(outcome);
     }
 
     /// The URL as later rules see it (after any `url-rewrite`).
@@ -761,7 +814,7 @@ impl<V: RequestView + ?Sized> Activation for ViewActivation<'_, V> {
             _ => {
                 if let Some(ns) = name.strip_prefix("actions.ngrok.") {
                     if let Some(v) = st.result(ns) {
-                        return Some(v.clone());
+                        return Some(v);
                     }
                 }
                 view.other(name)

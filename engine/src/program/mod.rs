@@ -561,10 +561,15 @@ impl Scratch {
         &self.vars
     }
 
-    /// The result variables (`actions.ngrok.<ns>`) recorded during the last evaluation.
+    /// The result variables (`actions.ngrok.<ns>`) recorded during the last evaluation, in the
+    /// order the actions ran (a `restrict-ips` result, built on demand, comes last).
     #[must_use]
-    pub fn action_results(&self) -> &[(&'static str, Value)] {
-        &self.results
+    pub fn action_results(&self) -> Vec<(&'static str, Value)> {
+        let mut out = self.results.clone();
+        if let Some(outcome) = self.restrict_ips {
+            out.push((crate::eval::RESTRICT_IPS, outcome.to_value()));
+        }
+        out
     }
 
     /// Records the result variables of an external action before [`Program::resume`].
