@@ -22,6 +22,14 @@ const PATHS: &[&str] = &[
     "/v1/internal/y",
     "/x.php",
 ];
+/// Client addresses that requests use and guards name (IPv4, IPv6, IPv4-mapped IPv6).
+const FIXED_IPS: &[&str] = &[
+    "10.0.0.1",
+    "10.1.2.3",
+    "203.0.113.7",
+    "2001:db8:5::1",
+    "::ffff:10.0.0.1",
+];
 const METHODS: &[&str] = &["GET", "POST", "DELETE", "OPTIONS"];
 
 fn leaf() -> impl Strategy<Value = String> {
@@ -42,6 +50,9 @@ fn leaf() -> impl Strategy<Value = String> {
             .prop_map(|r| format!("req.url.path.matches('{r}')")),
         cidrs(0..6).prop_map(|c| format!("inCidrRanges(conn.client_ip, [{}])", quote_list(&c))),
         cidrs(1..2).prop_map(|c| format!("inCidrRange(conn.client_ip, '{}')", c[0])),
+        prop::sample::select(FIXED_IPS).prop_map(|ip| format!("conn.client_ip == '{ip}'")),
+        prop::sample::subsequence(FIXED_IPS.to_vec(), 0..3)
+            .prop_map(|ips| format!("conn.client_ip in [{}]", quote_list(&ips))),
         prop::sample::select(&["x-a", "X-A", "authorization", "cookie"][..])
             .prop_map(|h| format!("hasReqHeader('{h}')")),
         prop::sample::select(&["x-a", "X-A", "authorization"][..])
@@ -156,6 +167,35 @@ fn guarded_rule() -> impl Strategy<Value = RuleIr> {
         })
 }
 
+/// A client-address guard: a range test (IPv4, IPv6, invalid CIDRs included), an equality or a
+/// list membership.
+fn ip_guard() -> impl Strategy<Value = String> {
+    prop_oneof![
+        cidrs(0..6).prop_map(|c| format!("inCidrRanges(conn.client_ip, [{}])", quote_list(&c))),
+        cidrs(1..2).prop_map(|c| format!("inCidrRange(conn.client_ip, '{}')", c[0])),
+        prop::sample::select(FIXED_IPS).prop_map(|ip| format!("conn.client_ip == '{ip}'")),
+        prop::sample::subsequence(FIXED_IPS.to_vec(), 0..4)
+            .prop_map(|ips| format!("conn.client_ip in [{}]", quote_list(&ips))),
+    ]
+}
+
+/// Rules guarded on the client address, with another conjunct now and then.
+fn ip_guarded_rule() -> impl Strategy<Value = RuleIr> {
+    (
+        ip_guard(),
+        prop::option::of(prop_oneof![3 => leaf(), 1 => expr()]),
+        prop::collection::vec(prop_oneof![4 => passthrough_action(), 1 => action()], 1..3),
+    )
+        .prop_map(|(guard, other, actions)| RuleIr {
+            name: None,
+            expressions: match other {
+                Some(o) => vec![guard, o],
+                None => vec![guard],
+            },
+            actions,
+        })
+}
+
 fn request() -> impl Strategy<Value = OwnedRequest> {
     (
         prop::sample::select(METHODS),
@@ -180,6 +220,8 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
                 c as u8
             ))),
             any::<u16>().prop_map(|a| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, a, 0, 0, 0, 0, 1))),
+            prop::sample::select(FIXED_IPS)
+                .prop_map(|ip| ip.parse::<IpAddr>().expect("fixed addresses parse")),
         ],
     )
         .prop_map(|(method, scheme, host, port, path, query, headers, ip)| {
@@ -252,6 +294,21 @@ proptest! {
     #[test]
     fn many_generated_rules_agree(
         rules in prop::collection::vec(guarded_rule(), 20..60),
+        reqs in prop::collection::vec(request(), 1..4),
+    ) {
+        let policy = PolicyIr { phases: vec![(Phase::HttpRequest, rules)] };
+        let p = compile(&policy).unwrap();
+        for req in &reqs {
+            let (c, r) = both(&p, req);
+            prop_assert_eq!(c, r, "request {:?}", req);
+        }
+    }
+
+    /// Phases indexed on the client address (ranges, equalities, lists; IPv4, IPv6, IPv4-mapped
+    /// addresses, invalid CIDRs) mixed with other guarded rules.
+    #[test]
+    fn client_ip_guarded_rules_agree(
+        rules in prop::collection::vec(prop_oneof![3 => ip_guarded_rule(), 1 => guarded_rule()], 10..50),
         reqs in prop::collection::vec(request(), 1..4),
     ) {
         let policy = PolicyIr { phases: vec![(Phase::HttpRequest, rules)] };

@@ -196,3 +196,36 @@ fn restrict_ips_allocates_nothing() {
         assert_eq!(n, 0, "allocations for denied {denied}");
     }
 }
+
+#[test]
+fn client_ip_indexed_rules_allocate_nothing() {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut rules = Vec::new();
+    for i in 0..500 {
+        rules.push(format!(
+            r#"{{"expressions": ["inCidrRanges(conn.client_ip, ['10.{}.{}.0/24', '2001:db8:{i:x}::/48'])"], "actions": [{{"type": "deny", "config": {{"status_code": 403}}}}]}}"#,
+            i / 256,
+            i % 256
+        ));
+        rules.push(format!(
+            r#"{{"expressions": ["conn.client_ip == '192.0.2.{}'"], "actions": [{{"type": "deny", "config": {{"status_code": 401}}}}]}}"#,
+            i % 256
+        ));
+    }
+    let p = program(&format!(r#"{{"on_http_request": [{}]}}"#, rules.join(",")));
+    for (ip, want) in [
+        ("10.1.7.9", Decision::Deny { status: 403 }),
+        ("2001:db8:1f3::1", Decision::Deny { status: 403 }),
+        ("192.0.2.9", Decision::Deny { status: 401 }),
+        ("198.51.100.1", Decision::Continue),
+    ] {
+        let req = OwnedRequest::parse("GET https://api.example.test/")
+            .unwrap()
+            .with_client_ip(ip.parse().unwrap());
+        let (n, decision) = count(&p, &req, 1000);
+        assert_eq!(decision, want, "{ip}");
+        assert_eq!(n, 0, "allocations for {ip}");
+    }
+}

@@ -15,8 +15,10 @@ use wicket_policy::Phase;
 
 use crate::actions::ratelimit::{MemoryRateLimits, RateLimitStore};
 use crate::actions::{self, Shared};
-use crate::eval::{CmpOp, IntField, Node, StrField, StrOp};
-use crate::program::{FieldIndex, Index, PhaseProgram, PortIndex, Program, Rule};
+use crate::eval::{CmpOp, IntField, IpField, Node, StrField, StrOp};
+use crate::program::{
+    FieldIndex, Index, IpRangeIndex, PhaseProgram, PortIndex, Program, RangeList, Rule,
+};
 use ir::{PolicyIr, RuleIr};
 
 /// Why a policy does not compile.
@@ -150,20 +152,28 @@ enum Guard<'n> {
     Exact(StrField, Vec<&'n str>),
     Prefix(&'n str),
     Port(IntField, i64),
+    /// The client address in a constant range table.
+    ClientIp(&'n crate::eval::iptable::IpTable),
 }
 
 fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
     let indexable = |f: StrField| {
         matches!(
             f,
-            StrField::Method | StrField::Host | StrField::UrlHost | StrField::Path | StrField::Sni
+            StrField::Method
+                | StrField::Host
+                | StrField::UrlHost
+                | StrField::Path
+                | StrField::Sni
+                | StrField::ClientIp
         ) && !(url_mutable && f.is_url())
     };
     let score = |g: &Guard<'_>| match g {
         Guard::Exact(StrField::Host | StrField::UrlHost | StrField::Sni, _) => 0,
         Guard::Exact(StrField::Path, _) => 1,
         Guard::Prefix(p) if p.len() > 1 => 2,
-        Guard::Exact(_, _) | Guard::Port(..) => 3,
+        Guard::Exact(StrField::ClientIp, _) => 2,
+        Guard::Exact(_, _) | Guard::Port(..) | Guard::ClientIp(_) => 3,
         Guard::Prefix(_) => 4,
     };
     let one = |n: &'n Node| -> Option<Guard<'n>> {
@@ -186,6 +196,10 @@ fn guard_of<'n>(node: &'n Node, url_mutable: bool) -> Option<Guard<'n>> {
                 op: CmpOp::Eq,
                 arg,
             } if !(url_mutable && *field == IntField::UrlPort) => Some(Guard::Port(*field, *arg)),
+            Node::Ip {
+                field: IpField::Client,
+                table,
+            } => Some(Guard::ClientIp(table)),
             _ => None,
         }
     };
@@ -200,6 +214,9 @@ fn build_index(rules: &mut [Rule]) -> Index {
     let mut exact: HashMap<StrField, FieldIndex> = HashMap::new();
     let mut prefix = FieldIndex::default();
     let mut ports: HashMap<IntField, PortIndex> = HashMap::new();
+    let mut ip_v4: Vec<(u32, u32, u32)> = Vec::new();
+    let mut ip_v6: Vec<(u128, u128, u32)> = Vec::new();
+    let mut ip_all: Vec<u32> = Vec::new();
     let mut url_mutable = false;
     let mut guards: Vec<Option<&'static str>> = Vec::with_capacity(rules.len());
     for (i, rule) in rules.iter().enumerate() {
@@ -210,6 +227,7 @@ fn build_index(rules: &mut [Rule]) -> Index {
             Some(Guard::Prefix(_)) => Some("req.url.path (prefix)"),
             Some(Guard::Port(IntField::UrlPort, _)) => Some("req.url.port"),
             Some(Guard::Port(..)) => Some("conn.server_port"),
+            Some(Guard::ClientIp(_)) => Some("conn.client_ip (ranges)"),
             None => None,
         });
         match guard {
@@ -228,6 +246,11 @@ fn build_index(rules: &mut [Rule]) -> Index {
                 let pi = ports.entry(field).or_default();
                 pi.map.entry(port).or_default().push(id);
                 pi.all.push(id);
+            }
+            Some(Guard::ClientIp(table)) => {
+                ip_v4.extend(table.v4_ranges().iter().map(|&(a, b)| (a, b, id)));
+                ip_v6.extend(table.v6_ranges().iter().map(|&(a, b)| (a, b, id)));
+                ip_all.push(id);
             }
             None => index.always.push(id),
         }
@@ -249,6 +272,13 @@ fn build_index(rules: &mut [Rule]) -> Index {
     let mut ports: Vec<(IntField, PortIndex)> = ports.into_iter().collect();
     ports.sort_by_key(|(f, _)| *f as u8);
     index.ports = ports;
+    if !ip_all.is_empty() {
+        index.client_ip = Some(IpRangeIndex {
+            v4: RangeList::new(ip_v4),
+            v6: RangeList::new(ip_v6),
+            all: ip_all,
+        });
+    }
     if !prefix.all.is_empty() {
         let mut lens: Vec<usize> = prefix.map.keys().map(|k| k.len()).collect();
         lens.sort_unstable();
@@ -313,6 +343,61 @@ mod tests {
             p.eval(Phase::HttpRequest, &r, &mut s).decision,
             Decision::Continue
         );
+    }
+
+    #[test]
+    fn client_ip_ranges_are_indexed() {
+        // Nested and overlapping ranges, IPv6, an invalid CIDR (never matches), equality guards.
+        let rules = [
+            "inCidrRange(conn.client_ip, '10.0.0.0/8')",
+            "inCidrRanges(conn.client_ip, ['10.1.0.0/16', '2001:db8::/32'])",
+            "inCidrRange(conn.client_ip, 'not-a-cidr')",
+            "inCidrRanges(conn.client_ip, ['0.0.0.0/0'])",
+            "inCidrRange(conn.client_ip, '192.168.0.0/16')",
+            "conn.client_ip == '10.1.2.3'",
+            "conn.client_ip in ['2001:db8::1', '203.0.113.7']",
+            "inCidrRange(conn.client_ip, '2001:db8:1::/48')",
+            "inCidrRange(conn.client_ip, '172.16.0.0/12')",
+        ];
+        let json: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                format!(
+                    r#"{{"expressions": ["{e}"], "actions": [{{"type": "add-headers", "config": {{"headers": {{"x-{i}": "1"}}}}}}]}}"#
+                )
+            })
+            .collect();
+        let p = policy(&format!(r#"{{"on_http_request": [{}]}}"#, json.join(",")));
+        assert!(p.phases[1].index.client_ip.is_some());
+        let mut s = Scratch::new();
+        for (ip, want) in [
+            ("10.1.2.3", vec![0, 1, 3, 5]),
+            ("10.200.0.1", vec![0, 3]),
+            ("::ffff:10.1.0.9", vec![0, 1, 3]),
+            ("2001:db8:1::5", vec![1, 7]),
+            ("2001:db8::1", vec![1, 6]),
+            ("203.0.113.7", vec![3, 6]),
+            ("2001:db9::1", vec![]),
+        ] {
+            let r = OwnedRequest::parse("GET https://a.test/")
+                .unwrap()
+                .with_client_ip(ip.parse().unwrap());
+            let (out, trace) = p.explain(Phase::HttpRequest, &r, &mut s);
+            assert_eq!(out.decision, Decision::Continue);
+            let matched: Vec<usize> = trace
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.result == crate::program::RuleResult::Matched)
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(matched, want, "{ip}");
+            let skipped = trace
+                .iter()
+                .filter(|t| matches!(t.result, crate::program::RuleResult::SkippedByIndex(_)))
+                .count();
+            assert_eq!(skipped, rules.len() - want.len(), "{ip}");
+        }
     }
 
     #[test]

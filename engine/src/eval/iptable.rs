@@ -132,6 +132,16 @@ impl IpTable {
         }
     }
 
+    /// The merged IPv4 ranges (first and last address), sorted.
+    pub(crate) fn v4_ranges(&self) -> &[(u32, u32)] {
+        &self.v4
+    }
+
+    /// The merged IPv6 ranges (first and last address), sorted.
+    pub(crate) fn v6_ranges(&self) -> &[(u128, u128)] {
+        &self.v6
+    }
+
     /// Whether the table is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {

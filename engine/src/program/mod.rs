@@ -207,6 +207,75 @@ pub(crate) struct Index {
     pub prefix: Option<(Vec<usize>, FieldIndex)>,
     /// Port guards (`req.url.port == N`, `conn.server_port == N`).
     pub ports: Vec<(crate::eval::IntField, PortIndex)>,
+    /// Client-address range guards (`inCidrRange(conn.client_ip, …)`, `inCidrRanges`).
+    pub client_ip: Option<IpRangeIndex>,
+}
+
+/// The rules guarded on the client address being in a constant set of ranges: every range of
+/// every guarded rule, sorted by first address, with the running maximum of last addresses so
+/// that a lookup stops as soon as no earlier range can contain the address.
+#[derive(Debug, Default)]
+pub(crate) struct IpRangeIndex {
+    pub v4: RangeList<u32>,
+    pub v6: RangeList<u128>,
+    /// Every rule guarded on the client address (candidates when it is absent).
+    pub all: Vec<u32>,
+}
+
+/// Ranges `(first, last, rule)` sorted by `first`, and the maximum `last` up to each position.
+#[derive(Debug)]
+pub(crate) struct RangeList<T> {
+    ranges: Vec<(T, T, u32)>,
+    max_last: Vec<T>,
+}
+
+impl<T> Default for RangeList<T> {
+    fn default() -> Self {
+        Self {
+            ranges: Vec::new(),
+            max_last: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy + Ord> RangeList<T> {
+    /// A list of the `(first, last, rule)` ranges.
+    pub(crate) fn new(mut ranges: Vec<(T, T, u32)>) -> Self {
+        ranges.sort_unstable();
+        let mut max_last = Vec::with_capacity(ranges.len());
+        let mut max: Option<T> = None;
+        for r in &ranges {
+            let m = max.map_or(r.1, |m| m.max(r.1));
+            max = Some(m);
+            max_last.push(m);
+        }
+        Self { ranges, max_last }
+    }
+
+    /// Appends the rules with a range containing `x` (possibly repeated).
+    fn rules_containing(&self, x: T, out: &mut Vec<u32>) {
+        let mut i = self.ranges.partition_point(|r| r.0 <= x);
+        while i > 0 {
+            i -= 1;
+            if self.max_last[i] < x {
+                break;
+            }
+            if self.ranges[i].1 >= x {
+                out.push(self.ranges[i].2);
+            }
+        }
+    }
+}
+
+impl IpRangeIndex {
+    /// Appends the candidate rules for client address `ip` (`None`: absent, every guarded rule).
+    fn candidates(&self, ip: Option<std::net::IpAddr>, out: &mut Vec<u32>) {
+        match ip.map(|ip| ip.to_canonical()) {
+            Some(std::net::IpAddr::V4(a)) => self.v4.rules_containing(u32::from(a), out),
+            Some(std::net::IpAddr::V6(a)) => self.v6.rules_containing(u128::from(a), out),
+            None => out.extend_from_slice(&self.all),
+        }
+    }
 }
 
 /// The rules guarded on one port field.
@@ -227,7 +296,10 @@ pub(crate) struct FieldIndex {
 
 impl Index {
     pub(crate) fn is_trivial(&self) -> bool {
-        self.exact.is_empty() && self.prefix.is_none() && self.ports.is_empty()
+        self.exact.is_empty()
+            && self.prefix.is_none()
+            && self.ports.is_empty()
+            && self.client_ip.is_none()
     }
 }
 
@@ -394,6 +466,9 @@ impl Program {
                 }
                 None => out.extend_from_slice(&pi.all),
             }
+        }
+        if let Some(ii) = &index.client_ip {
+            ii.candidates(view.client_ip(), out);
         }
         if let Some((lens, fi)) = &index.prefix {
             if let Some(path) = eval::read_str(StrField::Path, view, st) {
