@@ -1,5 +1,8 @@
-//! Every policy in `examples/` ships with a cases file (`examples/NAME.cases.yml`) and passes
-//! `wicket test`; a wrong expectation makes `wicket test` fail with a readable diff.
+//! Every policy in `examples/` ships with a cases file (`tests/examples/NAME.cases.yml`) and
+//! passes `wicket test`; a wrong expectation makes `wicket test` fail with a readable diff.
+//!
+//! The cases live outside `examples/`: `wicket lint examples` lints every YAML file under it as
+//! a policy.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -11,21 +14,25 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// The example policies (`examples/*.yaml`), sorted.
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples")
+}
+
+/// The example policies (`examples/*.yaml`, `examples/*.yml`), sorted.
 fn policies() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     out.sort();
     out
 }
 
-/// The cases file of a policy: `NAME.yaml` -> `NAME.cases.yml`.
+/// The cases file of a policy: `examples/NAME.yaml` -> `tests/examples/NAME.cases.yml`.
 fn cases_of(policy: &Path) -> PathBuf {
     let stem = policy.file_stem().unwrap().to_str().unwrap();
-    policy.with_file_name(format!("{stem}.cases.yml"))
+    cases_dir().join(format!("{stem}.cases.yml"))
 }
 
 fn wicket_test(policy: &Path, cases: &Path) -> Output {
@@ -49,28 +56,31 @@ fn text(o: &Output) -> String {
 #[test]
 fn every_example_has_a_cases_file() {
     let policies = policies();
-    assert!(policies.len() >= 8, "examples/ lost policies: {policies:?}");
+    assert!(policies.len() >= 9, "examples/ lost policies: {policies:?}");
     let missing: Vec<_> = policies
         .iter()
         .filter(|p| !cases_of(p).is_file())
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "examples without a cases file: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "examples without a cases file: {missing:?}"
+    );
 }
 
 #[test]
 fn every_cases_file_has_a_policy() {
-    let orphans: Vec<_> = std::fs::read_dir(examples_dir())
+    let policies = policies();
+    let orphans: Vec<_> = std::fs::read_dir(cases_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".cases.yml")))
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            let policy = name.trim_end_matches(".cases.yml");
-            !p.with_file_name(format!("{policy}.yaml")).is_file()
-        })
+        .filter(|p| !policies.iter().any(|policy| cases_of(policy) == *p))
         .collect();
-    assert!(orphans.is_empty(), "cases files without a policy: {orphans:?}");
+    assert!(
+        orphans.is_empty(),
+        "cases files without a policy: {orphans:?}"
+    );
 }
 
 #[test]
