@@ -37,6 +37,10 @@ pub enum AuthError {
         /// The URL asked for.
         url: String,
     },
+    /// The credential's bind rules do not allow the endpoint; the message names the endpoint
+    /// and the rule set, and reaches the agent in the refusal.
+    #[error("{0}")]
+    BindDenied(String),
     /// The credential store failed.
     #[error("credential store unavailable: {0}")]
     Store(String),

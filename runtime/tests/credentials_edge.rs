@@ -113,8 +113,15 @@ async fn edge_credentials_bind_inside_the_acl_and_refuse_outside() {
     ] {
         match st.endpoints.get(name) {
             Some(EndpointState::Refused(r)) => {
+                // The agent learns the endpoint and the credential's rule set, not only the
+                // edge log.
                 assert_eq!(r.code, "ERR_WICKET_4203", "{name}");
                 assert!(r.message.contains(url), "{}", r.message);
+                assert!(
+                    r.message.contains("[bind:cam-42.example.test]"),
+                    "{}",
+                    r.message
+                );
             }
             other => panic!("`{name}` should be refused, got {other:?}"),
         }
@@ -419,11 +426,11 @@ async fn edge_credentials_source_cidrs_and_session_cap_apply() {
     fleet.edge.shutdown().await;
 }
 
-/// Rotation under steady load. The agent in this build cannot swap its authtoken in place, so
-/// the switch is "stop the agent on the old token, start one on the new token" (same lineage,
-/// so it takes the endpoint over). Requests that land in that gap get the edge's "offline"
-/// answer; the test counts them and prints the figure, and checks that traffic flows on the new
-/// token afterwards while the old token, once its grace is cut, is refused.
+/// Rotation under steady load, make before break: the agent switches to the rotated token in
+/// place ([`AgentHandle::rotate_token`]); it opens a second session with the new token, the edge
+/// hands the endpoint over, and only then the old session drains. No request may fail: the test
+/// counts every answer that is not the upstream's and requires zero. The load is bounded (two
+/// sequential clients, at most 400 requests each).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_credentials_rotation_under_steady_load() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -434,62 +441,75 @@ async fn edge_credentials_rotation_under_steady_load() {
     let up = upstream("load").await;
     let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
     let endpoints = endpoint("web", "http://load.example.test", up);
-    let old_agent = agent(&c, &fleet, created.token.expose(), &endpoints);
-    settled(&old_agent).await;
+    let agent = agent(&c, &fleet, created.token.expose(), &endpoints);
+    settled(&agent).await;
 
     let http = fleet.edge.addrs().http.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let load = {
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..2 {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        tokio::spawn(async move {
-            // Sequential requests, each on a fresh connection (bounded: stops when told).
-            while !stop.load(Ordering::Relaxed) {
+        load.spawn(async move {
+            // Sequential requests, each on a fresh connection (bounded).
+            for _ in 0..400 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let r = get(http, None, false, "load.example.test", "/hello").await;
-                if r.status == http::StatusCode::OK {
+                if r.status == http::StatusCode::OK && r.text() == "hello from load" {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
+                    eprintln!("failed during rotation: {} {}", r.status, r.text());
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        })
-    };
-    let before = ok.load(Ordering::Relaxed);
-    within("load starts", async {
-        while ok.load(Ordering::Relaxed) < before + 20 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        });
+    }
+    let wait_ok = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            while ok.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
-    })
-    .await;
+    };
+    within("load starts", wait_ok(100)).await;
 
     let rotation = fleet
         .admin
         .rotate(created.credential.id.as_str(), Some("1h"))
         .await
         .unwrap();
-    old_agent.shutdown().await;
-    let new_agent = agent(&c, &fleet, rotation.new.token.expose(), &endpoints);
-    assert_eq!(
-        bound_url(&settled(&new_agent).await, "web"),
-        "http://load.example.test"
-    );
-    let switched = ok.load(Ordering::Relaxed);
-    within("load continues on the new token", async {
-        while ok.load(Ordering::Relaxed) < switched + 20 {
+    let sessions_before = agent.status().borrow().sessions;
+    within("rotation", agent.rotate_token(rotation.new.token.expose()))
+        .await
+        .unwrap();
+    let st = agent.status().borrow().clone();
+    assert_eq!(st.sessions, sessions_before + 1);
+    assert_eq!(bound_url(&st, "web"), "http://load.example.test");
+    let at_switch = ok.load(Ordering::Relaxed);
+    // The old session drains and closes; the new one carries the traffic.
+    within("old session closes", async {
+        while fleet.edge.session_count() != 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await;
+    within("load continues on the new token", wait_ok(at_switch + 200)).await;
     stop.store(true, Ordering::Relaxed);
-    within("load stops", load).await.unwrap();
-    eprintln!(
-        "rotation under load: {} requests ok, {} answered offline during the agent switch",
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
-    );
+    while let Some(r) = within("load stops", load.join_next()).await {
+        r.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("rotation under load: {ok} requests ok, {failed} failed during the token switch");
+    assert_eq!(failed, 0, "requests dropped during the rotation");
 
-    // Cutting the old credential's grace does not touch the new token's session.
+    // The only live session is the new token's: cutting the old credential does not touch it.
+    let sessions = fleet.admin.sessions().await.unwrap().sessions;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].endpoints, ["http://load.example.test"]);
     fleet
         .admin
         .revoke(created.credential.id.as_str())
@@ -497,6 +517,34 @@ async fn edge_credentials_rotation_under_steady_load() {
         .unwrap();
     let r = get(http, None, false, "load.example.test", "/hello").await;
     assert_eq!(r.status, http::StatusCode::OK);
-    new_agent.shutdown().await;
+    assert!(agent.status().borrow().fatal.is_none());
+    agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}
+
+/// A rotation to a token the edge refuses leaves the agent serving on its current session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_rotation_to_a_bad_token_keeps_the_old_session() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("keep").await;
+    let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+    let agent = agent(
+        &c,
+        &fleet,
+        created.token.expose(),
+        &endpoint("web", "http://keep.example.test", up),
+    );
+    settled(&agent).await;
+    let err = within("rotation", agent.rotate_token("wkt_not-a-real-token"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ERR_WICKET_4100"), "{err}");
+    let http = fleet.edge.addrs().http.unwrap();
+    let r = get(http, None, false, "keep.example.test", "/hello").await;
+    assert_eq!(r.text(), "hello from keep");
+    let st = agent.status().borrow().clone();
+    assert!(st.connected && st.fatal.is_none(), "{st:?}");
+    agent.shutdown().await;
     fleet.edge.shutdown().await;
 }

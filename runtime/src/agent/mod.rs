@@ -16,7 +16,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 pub use backoff::Backoff;
@@ -53,6 +54,12 @@ pub enum AgentError {
     /// A connection attempt failed (retried).
     #[error("{0}")]
     Connect(String),
+    /// The agent has stopped; it cannot take requests any more.
+    #[error("the agent has stopped")]
+    Stopped,
+    /// A token rotation did not complete; the agent keeps serving on its current session.
+    #[error("token rotation failed: {0}")]
+    Rotation(String),
 }
 
 /// Options that are not part of the config file.
@@ -114,8 +121,12 @@ pub struct AgentStatus {
 pub struct AgentHandle {
     status: watch::Receiver<AgentStatus>,
     stop: Arc<Notify>,
+    rotate: mpsc::Sender<RotateRequest>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// A request to switch to a new authtoken, answered once the switch is done or has failed.
+type RotateRequest = (String, oneshot::Sender<Result<(), AgentError>>);
 
 impl AgentHandle {
     /// A receiver of status changes.
@@ -130,6 +141,25 @@ impl AgentHandle {
             return s.clone();
         }
         rx.borrow().clone()
+    }
+
+    /// Switches the agent to `authtoken` without dropping requests (make before break).
+    ///
+    /// The agent dials a second session with the new token and its resume token and binds
+    /// every endpoint on it; the edge hands each endpoint over to the new session (a rotated
+    /// token is the same principal to the edge). Only then the old session is drained: its
+    /// control stream is closed and GOAWAY sent, so in-flight streams finish on it while new
+    /// ones go to the new session. Returns once the new session has answered every bind.
+    ///
+    /// When the new token is refused, the agent keeps serving on the old session and the
+    /// error says why. When no session is up, the token is simply used for the next dial.
+    pub async fn rotate_token(&self, authtoken: impl Into<String>) -> Result<(), AgentError> {
+        let (tx, rx) = oneshot::channel();
+        self.rotate
+            .send((authtoken.into(), tx))
+            .await
+            .map_err(|_| AgentError::Stopped)?;
+        rx.await.map_err(|_| AgentError::Stopped)?
     }
 
     /// Graceful stop: drains in-flight streams (GOAWAY), then closes.
@@ -186,6 +216,7 @@ impl Agent {
         let (tx, rx) = watch::channel(status);
         let stop = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
+            authtoken: Mutex::new(section.authtoken.clone()),
             section,
             options,
             tls,
@@ -193,10 +224,12 @@ impl Agent {
             status: tx,
             resume: Mutex::new(None),
         });
-        let task = tokio::spawn(run(inner, stop.clone()));
+        let (rotate, rotate_rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(inner, stop.clone(), rotate_rx));
         Ok(AgentHandle {
             status: rx,
             stop,
+            rotate,
             task,
         })
     }
@@ -210,6 +243,56 @@ struct Inner {
     endpoints: Vec<Arc<LocalEndpoint>>,
     status: watch::Sender<AgentStatus>,
     resume: Mutex<Option<String>>,
+    /// The authtoken presented by the next dial (replaced by a rotation).
+    authtoken: Mutex<String>,
+}
+
+impl Inner {
+    fn authtoken(&self) -> String {
+        self.authtoken
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn set_authtoken(&self, token: String) {
+        match self.authtoken.lock() {
+            Ok(mut t) => *t = token,
+            Err(p) => *p.into_inner() = token,
+        }
+    }
+}
+
+/// How long a session whose endpoints moved to another session waits for the edge to close it
+/// before draining it itself (GOAWAY).
+const HANDOVER_DRAIN: Duration = Duration::from_secs(30);
+
+/// Controls one session from the run loop.
+#[derive(Debug, Default)]
+struct SessionCtl {
+    /// Drain and close the session (control stream closed, GOAWAY, in-flight streams finish).
+    stop: Notify,
+    /// The session's endpoints moved to another session: close the control stream and let
+    /// the edge close the connection once it has no use for it (no GOAWAY race with streams
+    /// the edge opens for requests routed just before the handover).
+    handed_over: Notify,
+    /// Signalled once the edge has answered every bind of the session's first round.
+    ready: Notify,
+}
+
+type SessionTask = tokio::task::JoinHandle<Result<SessionEnd, AgentError>>;
+
+fn spawn_session(inner: &Arc<Inner>) -> (SessionTask, Arc<SessionCtl>) {
+    let ctl = Arc::new(SessionCtl::default());
+    let task = tokio::spawn(session(inner.clone(), ctl.clone()));
+    (task, ctl)
+}
+
+async fn join_session(task: &mut SessionTask) -> Result<SessionEnd, AgentError> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(AgentError::Connect(format!("session task failed: {e}"))),
+    }
 }
 
 enum SessionEnd {
@@ -221,11 +304,61 @@ enum SessionEnd {
     Closed,
 }
 
-async fn run(inner: Arc<Inner>, stop: Arc<Notify>) {
+async fn run(inner: Arc<Inner>, stop: Arc<Notify>, mut rotate: mpsc::Receiver<RotateRequest>) {
     let mut backoff = Backoff::new(inner.options.backoff_base, inner.options.backoff_cap);
+    // Sessions handed over by a rotation, draining their in-flight streams.
+    let mut draining: JoinSet<()> = JoinSet::new();
+    let mut draining_ctls: Vec<std::sync::Weak<SessionCtl>> = Vec::new();
     loop {
         let started = Instant::now();
-        let result = session(&inner, &stop).await;
+        let (mut cur, mut ctl) = spawn_session(&inner);
+        let result = loop {
+            tokio::select! {
+                r = join_session(&mut cur) => break r,
+                () = stop.notified() => {
+                    ctl.stop.notify_one();
+                    for c in draining_ctls.iter().filter_map(std::sync::Weak::upgrade) {
+                        c.stop.notify_one();
+                    }
+                    let _ = join_session(&mut cur).await;
+                    while draining.join_next().await.is_some() {}
+                    return;
+                }
+                Some((token, reply)) = rotate.recv() => {
+                    match handover(&inner, token, &mut cur, &mut draining).await {
+                        Handover::Switched(task, new_ctl) => {
+                            ctl.handed_over.notify_one();
+                            draining_ctls.retain(|c| c.strong_count() > 0);
+                            draining_ctls.push(Arc::downgrade(&ctl));
+                            let old = std::mem::replace(&mut cur, task);
+                            draining.spawn(async move {
+                                let _ = old.await;
+                            });
+                            ctl = new_ctl;
+                            let _ = reply.send(Ok(()));
+                        }
+                        Handover::Failed(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Handover::OldEnded(r, task, new_ctl) => {
+                            // The old session ended during the switch; the new one carries on.
+                            cur = task;
+                            ctl = new_ctl;
+                            let _ = reply.send(Ok(()));
+                            if let Err(e) = r {
+                                tracing::warn!(error = %e, "old session failed during rotation");
+                            }
+                        }
+                    }
+                }
+                Some(_) = draining.join_next(), if !draining.is_empty() => {}
+            }
+        };
+        // Pick up a rotation requested while no session was up: the next dial uses it.
+        while let Ok((token, reply)) = rotate.try_recv() {
+            inner.set_authtoken(token);
+            let _ = reply.send(Ok(()));
+        }
         inner.status.send_modify(|s| {
             s.connected = false;
             for st in s.endpoints.values_mut() {
@@ -265,14 +398,64 @@ async fn run(inner: Arc<Inner>, stop: Arc<Notify>) {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.notified() => return,
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                () = stop.notified() => return,
+                Some((token, reply)) = rotate.recv() => {
+                    inner.set_authtoken(token);
+                    let _ = reply.send(Ok(()));
+                }
+            }
         }
     }
 }
 
-async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, AgentError> {
+enum Handover {
+    /// The new session is up and has answered every bind; the old one should drain.
+    Switched(SessionTask, Arc<SessionCtl>),
+    /// The new session could not be established; the old one keeps serving.
+    Failed(AgentError),
+    /// The old session ended while the new one was being set up.
+    OldEnded(Result<SessionEnd, AgentError>, SessionTask, Arc<SessionCtl>),
+}
+
+/// Dials a session with `token` next to the running one (`cur`) and waits until the edge has
+/// answered all its binds (which moves the endpoints over to it).
+async fn handover(
+    inner: &Arc<Inner>,
+    token: String,
+    cur: &mut SessionTask,
+    draining: &mut JoinSet<()>,
+) -> Handover {
+    let previous = inner.authtoken();
+    inner.set_authtoken(token);
+    let (mut next, ctl) = spawn_session(inner);
+    tracing::info!("rotating the authtoken: opening a session with the new token");
+    loop {
+        tokio::select! {
+            () = ctl.ready.notified() => {
+                tracing::info!("the new session serves every endpoint; draining the old one");
+                return Handover::Switched(next, ctl);
+            }
+            r = join_session(&mut next) => {
+                inner.set_authtoken(previous);
+                let e = match r {
+                    Err(e) => e,
+                    Ok(_) => AgentError::Rotation("the new session closed before binding".into()),
+                };
+                tracing::warn!(error = %e, "token rotation failed; keeping the current session");
+                return Handover::Failed(AgentError::Rotation(e.to_string()));
+            }
+            r = join_session(cur) => return Handover::OldEnded(r, next, ctl),
+            Some(_) = draining.join_next(), if !draining.is_empty() => {}
+        }
+    }
+}
+
+async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, AgentError> {
     let section = &inner.section;
     let target = section
         .connect_url
@@ -313,7 +496,7 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
     let resume = inner.resume.lock().map(|r| r.clone()).unwrap_or(None);
     let hello = Hello {
         version: PROTOCOL_VERSION,
-        authtoken: section.authtoken.clone(),
+        authtoken: inner.authtoken(),
         metadata,
         resume_token: resume,
     };
@@ -345,6 +528,7 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
 
     let state = Arc::new(SessionState {
         inner: inner.clone(),
+        ctl: ctl.clone(),
         by_id: Mutex::new(HashMap::new()),
         control_taken: std::sync::atomic::AtomicBool::new(false),
         end: Mutex::new(None),
@@ -368,6 +552,9 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
     tokio::pin!(conn);
     let mut draining = false;
     let mut local_stop = false;
+    let mut handed_over = false;
+    let handover_deadline = tokio::time::sleep(HANDOVER_DRAIN);
+    tokio::pin!(handover_deadline);
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -376,7 +563,7 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
                 }
                 break;
             }
-            () = stop.notified(), if !draining => {
+            () = ctl.stop.notified(), if !draining => {
                 draining = true;
                 local_stop = true;
                 state.close_control.notify_one();
@@ -387,9 +574,21 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
                 state.close_control.notify_one();
                 conn.as_mut().graceful_shutdown();
             }
+            () = ctl.handed_over.notified(), if !draining && !handed_over => {
+                handed_over = true;
+                state.close_control.notify_one();
+                handover_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + HANDOVER_DRAIN);
+            }
+            () = &mut handover_deadline, if handed_over && !draining => {
+                // The edge kept the connection open for too long; drain it from this side.
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
-    if local_stop {
+    if local_stop || handed_over {
         return Ok(SessionEnd::Stopped);
     }
     let end = state.end.lock().ok().and_then(|mut e| e.take());
@@ -399,6 +598,7 @@ async fn session(inner: &Arc<Inner>, stop: &Arc<Notify>) -> Result<SessionEnd, A
 /// Per-session state shared with the stream handlers.
 struct SessionState {
     inner: Arc<Inner>,
+    ctl: Arc<SessionCtl>,
     by_id: Mutex<HashMap<String, Arc<LocalEndpoint>>>,
     control_taken: std::sync::atomic::AtomicBool,
     end: Mutex<Option<SessionEnd>>,
@@ -451,7 +651,13 @@ impl SessionState {
             }
             pending.insert(request_id, ep.clone());
         }
-        let mut next_id = endpoints.len() as u64 + 1;
+        let first_round = endpoints.len() as u64;
+        let mut ready = false;
+        if first_round == 0 {
+            ready = true;
+            self.ctl.ready.notify_one();
+        }
+        let mut next_id = first_round + 1;
         let mut decoder = Decoder::new(MAX_CONTROL_LEN);
         let mut poll = tokio::time::interval(self.inner.options.policy_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,7 +669,13 @@ impl SessionState {
                     decoder.extend(&data);
                     loop {
                         match decoder.next_message::<EdgeMessage>() {
-                            Ok(Some(m)) => self.on_message(m, &mut pending),
+                            Ok(Some(m)) => {
+                                self.on_message(m, &mut pending);
+                                if !ready && pending.keys().all(|id| *id > first_round) {
+                                    ready = true;
+                                    self.ctl.ready.notify_one();
+                                }
+                            }
                             Ok(None) => break,
                             Err(e) => {
                                 tracing::warn!(error = %e, "bad control message from the edge");

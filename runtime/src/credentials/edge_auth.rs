@@ -255,14 +255,21 @@ impl Authenticator for StoreAuthenticator {
         let credential = self
             .lineage_newest(&root)
             .map_err(|e| AuthError::Store(e.to_string()))?;
-        let endpoint = EndpointUrl::parse(url).map_err(|e| {
-            tracing::info!(credential = %credential.id, "bind refused: {e}");
-            forbidden()
-        })?;
+        let endpoint = match EndpointUrl::parse(url) {
+            Ok(endpoint) => endpoint,
+            Err(e) => {
+                let message = format!(
+                    "endpoint `{url}` cannot be checked against this credential's ACL [{}]: {e}",
+                    credential.acl.to_strings().join(", ")
+                );
+                tracing::info!(credential = %credential.id, "bind refused: {message}");
+                return Err(AuthError::BindDenied(message));
+            }
+        };
+        // The refusal names the endpoint and the rule set; the agent shows it to its operator.
         credential.acl.allows(&endpoint).map_err(|denied| {
-            // The edge's error type has no room for the rule set; the log line carries it.
             tracing::info!(credential = %credential.id, "bind refused: {denied}");
-            forbidden()
+            AuthError::BindDenied(denied.to_string())
         })
     }
 }
@@ -333,10 +340,14 @@ mod tests {
         let p = auth.authenticate(issued.token.expose()).unwrap();
         assert_eq!(p.name, root);
         assert!(auth.authorize_bind(&p, "https://a.site.example").is_ok());
-        assert!(matches!(
-            auth.authorize_bind(&p, "https://site.example"),
-            Err(AuthError::Forbidden { .. })
-        ));
+        match auth.authorize_bind(&p, "https://site.example") {
+            // The refusal names the endpoint and the rule set (it reaches the agent).
+            Err(AuthError::BindDenied(message)) => {
+                assert!(message.contains("`https://site.example`"), "{message}");
+                assert!(message.contains("[bind:*.site.example]"), "{message}");
+            }
+            other => panic!("expected a bind refusal, got {other:?}"),
+        }
         assert!(auth.authorize_bind(&p, "tcp://site.example:42000").is_err());
 
         let rotation = store

@@ -223,7 +223,7 @@ async fn pipe_raw<I>(
         tracing::debug!(endpoint = %route.url, "agent offline, closing connection");
         return;
     };
-    let Ok(_permit) = session.streams.clone().try_acquire_owned() else {
+    let Ok(permit) = session.streams.clone().try_acquire_owned() else {
         return;
     };
     let mut req = Request::new(empty());
@@ -240,8 +240,7 @@ async fn pipe_raw<I>(
     if let Some(n) = &sni {
         insert(h, meta::SNI, n);
     }
-    let mut sender = session.sender.clone();
-    let res = match sender.send_request(req).await {
+    let (res, _permit) = match open_stream(shared, &route.id, session, permit, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "opening tunnel stream failed");
@@ -432,8 +431,7 @@ async fn forward(
     }
     *treq.headers_mut() = headers;
 
-    let mut sender = session.sender.clone();
-    let tres = match sender.send_request(treq).await {
+    let (tres, permit) = match open_stream(shared, &route.id, session, permit, treq).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, endpoint = %route.url, "tunnel stream failed");
@@ -577,5 +575,51 @@ pub(crate) async fn serve_metrics(shared: Arc<Shared>, listener: TcpListener) {
                 .await;
             drop(guard);
         });
+    }
+}
+
+/// Why a tunnel stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+    #[error("session stream limit reached")]
+    Limit,
+}
+
+/// Opens a tunnel stream for endpoint `id` on `session`.
+///
+/// When that session no longer takes new streams and hyper hands the request back unsent (the
+/// agent moved its endpoints to a new session, e.g. on a token rotation, and sent GOAWAY on the
+/// old one), the request is retried once on the session serving the endpoint now, so a route
+/// looked up just before the handover does not fail the request.
+async fn open_stream(
+    shared: &Shared,
+    id: &str,
+    session: super::registry::SessionLink,
+    permit: super::StreamPermit,
+    req: Request<Body>,
+) -> Result<(Response<Incoming>, super::StreamPermit), OpenError> {
+    let mut sender = session.sender.clone();
+    match sender.try_send_request(req).await {
+        Ok(res) => Ok((res, permit)),
+        Err(mut e) => {
+            let Some(req) = e.take_message() else {
+                return Err(e.into_error().into());
+            };
+            let next = shared.registry().session_of(id);
+            let Some(next) = next.filter(|n| n.id != session.id) else {
+                return Err(e.into_error().into());
+            };
+            drop(permit);
+            tracing::debug!(endpoint = %id, from = session.id, to = next.id, "retrying on the session that took the endpoint over");
+            let permit = next
+                .streams
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| OpenError::Limit)?;
+            let mut sender = next.sender.clone();
+            Ok((sender.send_request(req).await?, permit))
+        }
     }
 }

@@ -106,6 +106,11 @@ impl Registry {
         self.route_of(id)
     }
 
+    /// The session serving endpoint `id` now, if it is online.
+    pub fn session_of(&self, id: &str) -> Option<SessionLink> {
+        self.endpoints.get(id)?.session.clone()
+    }
+
     /// The endpoint on edge port `port`.
     pub fn lookup_port(&self, port: u16) -> Option<Route> {
         self.route_of(self.tcp.get(&port)?)

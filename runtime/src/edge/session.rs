@@ -169,7 +169,7 @@ async fn handle_agent(
         .sessions_active
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, session = sid, principal = %principal.name, "agent connected");
-    let result = run_session(&shared, &ctx, sender, &mut conn_task).await;
+    let result = run_session(&shared, ctx, sender, &mut conn_task).await;
     let offline = shared.registry().session_gone(sid);
     shared
         .metrics
@@ -182,7 +182,7 @@ async fn handle_agent(
 
 async fn run_session(
     shared: &Arc<Shared>,
-    ctx: &SessionCtx,
+    ctx: SessionCtx,
     mut sender: http2::SendRequest<crate::body::Body>,
     conn_task: &mut tokio::task::JoinHandle<Result<(), hyper::Error>>,
 ) -> Result<(), SessionError> {
@@ -212,19 +212,14 @@ async fn run_session(
         tokio::select! {
             f = incoming.frame(), if !draining => {
                 let Some(f) = f else {
-                    // The agent is draining: route nothing new here, let in-flight streams
-                    // finish (bounded by the drain timeout).
-                    let n = shared.registry().session_gone(ctx.link.id);
-                    tracing::info!(session = ctx.link.id, endpoints_offline = n, "agent is draining");
-                    let _ = tokio::time::timeout(limits.drain_timeout, &mut *conn_task).await;
-                    return Ok(());
+                    break;
                 };
                 let f = f?;
                 let Ok(data) = f.into_data() else { continue };
                 decoder.extend(&data);
                 while let Some(msg) = decoder.next_message::<AgentMessage>()? {
                     let changes_endpoints = !matches!(msg, AgentMessage::UpdatePolicy { .. });
-                    let reply = handle_message(shared, ctx, msg);
+                    let reply = handle_message(shared, &ctx, msg);
                     if changes_endpoints {
                         let urls = shared.registry().urls_of(ctx.link.id);
                         ctx.lease.endpoints_changed(&urls);
@@ -265,6 +260,28 @@ async fn run_session(
             }
         }
     }
+    // The agent closed its control stream: it is draining, or it handed its endpoints over to
+    // another session (token rotation). Route nothing new here, then drop every handle this
+    // task holds on the connection: the HTTP/2 client shuts down once the request tasks that
+    // picked this session before the handover have opened their streams, and the connection
+    // closes when those streams finish. New streams never race a GOAWAY from the agent.
+    drop((tx, incoming, out_rx));
+    let SessionCtx { link, lease, .. } = ctx;
+    let n = shared.registry().session_gone(link.id);
+    tracing::info!(
+        session = link.id,
+        endpoints_offline = n,
+        "agent is draining"
+    );
+    drop(link);
+    drop(sender);
+    tokio::select! {
+        _ = tokio::time::timeout(limits.drain_timeout, &mut *conn_task) => {}
+        reason = lease.closed() => {
+            tracing::info!(%reason, "closing a draining session");
+        }
+    }
+    Ok(())
 }
 
 async fn send(tx: &mpsc::Sender<Bytes>, msg: &EdgeMessage) -> Result<(), SessionError> {
