@@ -548,3 +548,129 @@ async fn edge_credentials_rotation_to_a_bad_token_keeps_the_old_session() {
     agent.shutdown().await;
     fleet.edge.shutdown().await;
 }
+
+/// An upstream that accepts connections and reads requests but never answers. Reports each
+/// accepted connection on `accepted` and, once the peer closes it, on `closed`.
+async fn stalled_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (acc_tx, acc_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Bounded: the test opens a handful of connections.
+        for _ in 0..16 {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                return;
+            };
+            let _ = acc_tx.send(());
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    (addr, acc_rx, closed_rx)
+}
+
+/// The edge goes away (drain, then close at its drain timeout) while a response is stalled at
+/// the upstream: the public request ends instead of hanging, the agent notices the session
+/// ended, releases the upstream connection, reconnects with backoff to the restarted edge and
+/// serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_closing_a_session_with_a_stalled_response_does_not_hang_the_agent() {
+    use std::time::Duration;
+
+    let c = certs();
+    let mut cfg = edge_config(&c);
+    cfg.limits.drain_timeout = Duration::from_millis(300);
+    let edge = start_edge(&c, cfg.clone()).await;
+    let addrs = edge.addrs();
+    let (stalled, mut accepted, mut closed) = stalled_upstream().await;
+    let up = upstream("back").await;
+    let endpoints = [
+        endpoint("stall", "http://stall.example.test", stalled),
+        endpoint("web", "http://web.example.test", up),
+    ]
+    .concat();
+    let agent = start_agent(&c, &agent_yaml(&c, addrs.tunnel, TOKEN, &endpoints));
+    settled(&agent).await;
+    let http = addrs.http.unwrap();
+    let stuck =
+        tokio::spawn(async move { get(http, None, false, "stall.example.test", "/").await });
+    within("the request reaches the upstream", accepted.recv())
+        .await
+        .unwrap();
+
+    edge.shutdown().await;
+    within("agent notices", agent.wait_for(|s| !s.connected)).await;
+    let _ = within("the stalled request ends", stuck).await;
+    within("the agent releases the upstream connection", closed.recv())
+        .await
+        .unwrap();
+
+    cfg.tunnel_listen = addrs.tunnel;
+    cfg.http_listen = addrs.http;
+    cfg.https_listen = addrs.https;
+    cfg.metrics_listen = None;
+    let edge = start_edge(&c, cfg).await;
+    let st = within(
+        "reconnected",
+        agent.wait_for(|s| {
+            s.connected
+                && s.sessions >= 2
+                && s.endpoints
+                    .values()
+                    .all(|e| matches!(e, EndpointState::Bound { .. }))
+        }),
+    )
+    .await;
+    assert!(st.fatal.is_none());
+    let r = get(http, None, false, "web.example.test", "/hello").await;
+    assert_eq!(r.text(), "hello from back");
+    within("agent stops", agent.shutdown()).await;
+    edge.shutdown().await;
+}
+
+/// An operator disconnect (no reconnect) while a response is stalled: the agent stops for good
+/// with the reason, the public request ends, the upstream connection is released, and the
+/// agent's own shutdown returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_killing_a_session_with_a_stalled_response_stops_the_agent() {
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let (stalled, mut accepted, mut closed) = stalled_upstream().await;
+    let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+    let agent = agent(
+        &c,
+        &fleet,
+        created.token.expose(),
+        &endpoint("stall", "http://kill.example.test", stalled),
+    );
+    settled(&agent).await;
+    let http = fleet.edge.addrs().http.unwrap();
+    let stuck = tokio::spawn(async move { get(http, None, false, "kill.example.test", "/").await });
+    within("the request reaches the upstream", accepted.recv())
+        .await
+        .unwrap();
+    let sessions = fleet.admin.sessions().await.unwrap().sessions;
+    fleet
+        .admin
+        .kill_session(sessions[0].id.as_str())
+        .await
+        .unwrap();
+    let reason = fatal(&agent).await;
+    assert!(reason.contains("disconnected by an operator"), "{reason}");
+    let _ = within("the stalled request ends", stuck).await;
+    within("the agent releases the upstream connection", closed.recv())
+        .await
+        .unwrap();
+    within("agent stops", agent.shutdown()).await;
+    fleet.edge.shutdown().await;
+}

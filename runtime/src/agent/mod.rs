@@ -267,6 +267,9 @@ impl Inner {
 /// before draining it itself (GOAWAY).
 const HANDOVER_DRAIN: Duration = Duration::from_secs(30);
 
+/// Longest an edge-requested drain may keep a session open before the agent closes it.
+const EDGE_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 /// Controls one session from the run loop.
 #[derive(Debug, Default)]
 struct SessionCtl {
@@ -555,6 +558,9 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
     let mut handed_over = false;
     let handover_deadline = tokio::time::sleep(HANDOVER_DRAIN);
     tokio::pin!(handover_deadline);
+    let mut edge_drain = false;
+    let drain_deadline = tokio::time::sleep(EDGE_DRAIN_LIMIT);
+    tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -573,6 +579,17 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
                 draining = true;
                 state.close_control.notify_one();
                 conn.as_mut().graceful_shutdown();
+                // The edge asked for the drain and closes the connection at its drain
+                // timeout; should it not, a stalled stream must not keep this session (and
+                // the reconnect, or the report that the edge closed it for good) waiting.
+                drain_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + EDGE_DRAIN_LIMIT);
+                edge_drain = true;
+            }
+            () = &mut drain_deadline, if edge_drain => {
+                tracing::warn!("in-flight streams outlived the edge's drain; closing the session");
+                break;
             }
             () = ctl.handed_over.notified(), if !draining && !handed_over => {
                 handed_over = true;

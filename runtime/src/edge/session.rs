@@ -1,8 +1,13 @@
 //! Edge side of a tunnel session: TLS accept, hello, HTTP/2 client, control stream.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -143,6 +148,7 @@ async fn handle_agent(
     .await
     .map_err(|_| SessionError::Timeout)??;
 
+    let switch = Arc::new(KillSwitch::default());
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
@@ -151,7 +157,10 @@ async fn handle_agent(
         .keep_alive_timeout(limits.heartbeat_timeout)
         .keep_alive_while_idle(true)
         .max_concurrent_reset_streams(256)
-        .handshake(TokioIo::new(tls))
+        .handshake(TokioIo::new(Killable {
+            inner: tls,
+            switch: switch.clone(),
+        }))
         .await?;
     let mut conn_task = tokio::spawn(conn);
     let ctx = SessionCtx {
@@ -169,7 +178,14 @@ async fn handle_agent(
         .sessions_active
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, session = sid, principal = %principal.name, "agent connected");
-    let result = run_session(&shared, ctx, sender, &mut conn_task).await;
+    let result = run_session(&shared, ctx, sender, &mut conn_task, &switch).await;
+    // Streams still open on a draining session get the drain timeout, then the connection is
+    // cut (HTTP/2 keeps a connection alive while any stream is, e.g. a stalled response).
+    let drain = limits.drain_timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        switch.kill();
+    });
     let offline = shared.registry().session_gone(sid);
     shared
         .metrics
@@ -185,6 +201,7 @@ async fn run_session(
     ctx: SessionCtx,
     mut sender: http2::SendRequest<crate::body::Body>,
     conn_task: &mut tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    switch: &KillSwitch,
 ) -> Result<(), SessionError> {
     let (tx, body) = ChannelBody::new(64);
     let req = http::Request::builder()
@@ -234,6 +251,7 @@ async fn run_session(
                 let _ = send(&tx, &EdgeMessage::Shutdown { reason, reconnect: false }).await;
                 // Give the agent a moment to read the reason, then cut the connection.
                 let _ = tokio::time::timeout(KILL_GRACE, &mut *conn_task).await;
+                switch.kill();
                 return Ok(());
             }
             r = &mut *conn_task => {
@@ -245,6 +263,7 @@ async fn run_session(
             }
             _ = shutdown.changed() => {
                 if *shutdown.borrow() >= super::STOPPED {
+                    switch.kill();
                     return Ok(());
                 }
                 if draining {
@@ -328,5 +347,71 @@ fn handle_message(shared: &Arc<Shared>, ctx: &SessionCtx, msg: AgentMessage) -> 
                 refusal,
             },
         },
+    }
+}
+
+/// Cuts a tunnel connection from outside the HTTP/2 tasks: hyper keeps the connection (in its
+/// own task) alive while any stream is open, so a killed or stopped session with a stalled
+/// response would otherwise linger, and its agent would never learn that the session ended.
+#[derive(Debug, Default)]
+struct KillSwitch {
+    killed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl KillSwitch {
+    fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// Registers the connection task's waker; an error once killed.
+    fn check(&self, cx: &Context<'_>) -> std::io::Result<()> {
+        self.waker.register(cx.waker());
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "session closed by the edge",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tunnel connection's IO, failing every read and write once its [`KillSwitch`] is set.
+#[derive(Debug)]
+struct Killable<S> {
+    inner: S,
+    switch: Arc<KillSwitch>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Killable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.switch.check(cx)?;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Killable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.switch.check(cx)?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.switch.check(cx)?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
