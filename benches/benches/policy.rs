@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use wicket_benches::{
-    SIMPLE, cel_cidr_list, cel_context, cel_programs, cel_run, cidr_expr, compare, host_path_rules,
-    non_indexable_rules, program, request, restrict_ips_program, typical_20,
+    SIMPLE, cel_cidr_list, cel_context, cel_programs, cel_run, cidr_expr, client_ip_rules, compare,
+    host_path_rules, non_indexable_rules, program, request, restrict_ips_program, typical_20,
 };
 use wicket_engine::compile::compile;
 use wicket_engine::compile::ir::{PolicyIr, RuleIr};
@@ -204,6 +204,56 @@ fn host_path(c: &mut Criterion) {
     g.finish();
 }
 
+fn client_ip_guarded(c: &mut Criterion) {
+    // Rules guarded on the client address: the request is in the last rule's range but not on
+    // its path, so every rule is considered (the index narrows them to one).
+    let mut g = c.benchmark_group("client_ip_rules");
+    g.sample_size(10);
+    for n in [10usize, 1_000, 10_000] {
+        let rules = client_ip_rules(n);
+        let p = program(rules.clone());
+        let last = n - 1;
+        let req = request(
+            "GET https://api.example.test/other/x",
+            [
+                10,
+                u8::try_from((last / 256) % 256).unwrap_or(0),
+                u8::try_from(last % 256).unwrap_or(0),
+                7,
+            ],
+        );
+        let ctx = cel_context(&req);
+        let cel = cel_programs(&rules);
+        let mut s = Scratch::new();
+        g.bench_with_input(BenchmarkId::new("wicket", n), &n, |b, _| {
+            b.iter(|| {
+                black_box(
+                    p.eval(Phase::HttpRequest, black_box(&req), &mut s)
+                        .decision
+                        .terminates(),
+                )
+            });
+        });
+        g.bench_with_input(BenchmarkId::new("cel", n), &n, |b, _| {
+            b.iter(|| black_box(cel_run(&cel, &ctx)));
+        });
+        compare(
+            &format!("{n} client-IP + path rules"),
+            || {
+                black_box(
+                    p.eval(Phase::HttpRequest, &req, &mut s)
+                        .decision
+                        .terminates(),
+                );
+            },
+            || {
+                black_box(cel_run(&cel, &ctx));
+            },
+        );
+    }
+    g.finish();
+}
+
 fn non_indexable(c: &mut Criterion) {
     let rules = non_indexable_rules(1_000);
     let p = program(rules.clone());
@@ -283,6 +333,7 @@ criterion_group!(
     typical_phase,
     client_ip_cidrs,
     host_path,
+    client_ip_guarded,
     non_indexable,
     compile_10000
 );

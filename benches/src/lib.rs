@@ -167,6 +167,21 @@ pub fn host_path_rules(n: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `n` rules each guarded on the client address in a /24 (`10.x.y.0/24`) and a path prefix.
+#[must_use]
+pub fn client_ip_rules(n: usize) -> Vec<Vec<String>> {
+    (0..n)
+        .map(|i| {
+            vec![format!(
+                "inCidrRanges(conn.client_ip, ['10.{}.{}.0/24']) && req.url.path.startsWith('/svc{}/')",
+                (i / 256) % 256,
+                i % 256,
+                i % 10
+            )]
+        })
+        .collect()
+}
+
 /// `n` rules no index can use (suffix tests and negations).
 #[must_use]
 pub fn non_indexable_rules(n: usize) -> Vec<Vec<String>> {
