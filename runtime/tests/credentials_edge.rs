@@ -674,3 +674,71 @@ async fn edge_killing_a_session_with_a_stalled_response_stops_the_agent() {
     within("agent stops", agent.shutdown()).await;
     fleet.edge.shutdown().await;
 }
+
+/// Editing the agent's config file to the rotated token takes the same make-before-break path
+/// as [`AgentHandle::rotate_token`]: a second session, the endpoint handed over, the old session
+/// closed, and the agent keeps serving after the old credential is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_credentials_config_reload_rotates_the_token_in_place() {
+    use std::time::Duration;
+    use wicket_runtime::agent::{Agent, AgentConfig, AgentOptions};
+
+    let c = certs();
+    let fleet = start_fleet(&c).await;
+    let up = upstream("cfg").await;
+    let created = fleet.admin.create(&NewCredential::default()).await.unwrap();
+    let endpoints = endpoint("web", "http://cfg.example.test", up);
+    let tunnel = fleet.edge.addrs().tunnel;
+    let path = c.dir.path().join("agent.yml");
+    std::fs::write(
+        &path,
+        agent_yaml(&c, tunnel, created.token.expose(), &endpoints),
+    )
+    .unwrap();
+    let agent = Agent::start(
+        AgentConfig::load(&path).unwrap(),
+        c.dir.path().to_owned(),
+        AgentOptions {
+            backoff_cap: Duration::from_millis(500),
+            policy_poll: Duration::from_millis(50),
+            config_path: Some(path.clone()),
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap();
+    settled(&agent).await;
+    let rotation = fleet
+        .admin
+        .rotate(created.credential.id.as_str(), Some("1h"))
+        .await
+        .unwrap();
+    std::fs::write(
+        &path,
+        agent_yaml(&c, tunnel, rotation.new.token.expose(), &endpoints),
+    )
+    .unwrap();
+    within(
+        "second session",
+        agent.wait_for(|s| s.sessions >= 2 && s.connected),
+    )
+    .await;
+    within("old session closes", async {
+        while fleet.edge.session_count() != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    fleet
+        .admin
+        .revoke(created.credential.id.as_str())
+        .await
+        .unwrap();
+    let http = fleet.edge.addrs().http.unwrap();
+    let r = get(http, None, false, "cfg.example.test", "/hello").await;
+    assert_eq!(r.text(), "hello from cfg");
+    let st = agent.status().borrow().clone();
+    assert!(st.fatal.is_none(), "{st:?}");
+    assert_eq!(st.sessions, 2);
+    agent.shutdown().await;
+    fleet.edge.shutdown().await;
+}

@@ -74,6 +74,10 @@ pub struct AgentOptions {
     pub backoff_cap: Duration,
     /// How often policy files are checked for changes.
     pub policy_poll: Duration,
+    /// The agent's config file. When set, it is re-read every `policy_poll`; a changed
+    /// `agent.authtoken` switches the running agent to the new token without dropping requests
+    /// (the path of [`AgentHandle::rotate_token`]). Other changes need a restart.
+    pub config_path: Option<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -83,6 +87,7 @@ impl Default for AgentOptions {
             backoff_base: Duration::from_millis(50),
             backoff_cap: Duration::from_secs(30),
             policy_poll: Duration::from_secs(2),
+            config_path: None,
         }
     }
 }
@@ -225,6 +230,14 @@ impl Agent {
             resume: Mutex::new(None),
         });
         let (rotate, rotate_rx) = mpsc::channel(4);
+        if let Some(path) = inner.options.config_path.clone() {
+            tokio::spawn(watch_config(
+                path,
+                inner.authtoken(),
+                inner.options.policy_poll,
+                rotate.clone(),
+            ));
+        }
         let task = tokio::spawn(run(inner, stop.clone(), rotate_rx));
         Ok(AgentHandle {
             status: rx,
@@ -412,6 +425,58 @@ async fn run(inner: Arc<Inner>, stop: Arc<Notify>, mut rotate: mpsc::Receiver<Ro
                     let _ = reply.send(Ok(()));
                 }
             }
+        }
+    }
+}
+
+/// Re-reads the config file at `path` and rotates to its authtoken when that changes. Ends with
+/// the agent.
+async fn watch_config(
+    path: PathBuf,
+    mut token: String,
+    every: Duration,
+    rotate: mpsc::Sender<RotateRequest>,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if rotate.is_closed() {
+            return;
+        }
+        let read = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || AgentConfig::load(&path)
+        })
+        .await;
+        let config = match read {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot re-read the agent config; keeping the current one");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if config.agent.authtoken == token {
+            continue;
+        }
+        tracing::info!(path = %path.display(), "the authtoken changed in the config; rotating");
+        let (tx, rx) = oneshot::channel();
+        if rotate
+            .send((config.agent.authtoken.clone(), tx))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match rx.await {
+            Ok(Ok(())) => token = config.agent.authtoken,
+            // Tried once per change: a refused token is not retried until the file changes.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the config's new authtoken was not taken");
+                token = config.agent.authtoken;
+            }
+            Err(_) => return,
         }
     }
 }
