@@ -709,7 +709,22 @@ impl SessionState {
             .headers()
             .get(meta::ENDPOINT)
             .and_then(|v| v.to_str().ok())
-            .and_then(|id| self.by_id.lock().ok().and_then(|m| m.get(id).cloned()));
+            .and_then(|id| {
+                self.by_id
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(id).cloned())
+                    // The edge routes to this session as soon as it has re-bound an endpoint,
+                    // which can be before the `bound` reply is read here (a handover keeps the
+                    // endpoint id, which the endpoint already carries from its last session).
+                    .or_else(|| {
+                        self.inner
+                            .endpoints
+                            .iter()
+                            .find(|e| e.bound_id().as_deref() == Some(id))
+                            .cloned()
+                    })
+            });
         match ep {
             Some(ep) => ep.serve(req).await,
             None => crate::pages::UNKNOWN_ENDPOINT_AT_AGENT.response("unknown endpoint id"),
