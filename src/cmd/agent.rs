@@ -215,6 +215,8 @@ pub fn run(args: &AgentArgs) -> Result<bool> {
     runtime.block_on(async {
         let options = AgentOptions {
             server_name: args.server_name.clone(),
+            // A changed `agent.authtoken` in the config file rotates the token in place.
+            config_path: args.config.clone(),
             ..AgentOptions::default()
         };
         let agent = Agent::start_with(section, specs, options)?;
