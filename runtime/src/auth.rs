@@ -18,6 +18,22 @@ pub struct Principal {
     /// Stable name of the credential (e.g. the token's name in the edge config). Endpoints are
     /// owned by this name: only the same principal can take an endpoint over after a reconnect.
     pub name: String,
+    /// The exact credential that authenticated, when it differs from the owner name (a store
+    /// credential of a rotation lineage is owned by the lineage's first credential). Session
+    /// admission and revocation key on this, so revoking an old token never closes a session
+    /// that authenticated with its replacement.
+    pub credential: Option<String>,
+}
+
+impl Principal {
+    /// A principal named `name` whose credential is the name itself.
+    #[must_use]
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            credential: None,
+        }
+    }
 }
 
 /// Why authentication or a bind failed. The message is sent to the agent.
@@ -144,7 +160,7 @@ fn digest(token: &str) -> [u8; 32] {
 
 impl Authenticator for StaticTokens {
     fn authenticate(&self, authtoken: &str) -> Result<Principal, AuthError> {
-        self.check(authtoken).map(|name| Principal { name })
+        self.check(authtoken).map(Principal::named)
     }
 }
 

@@ -325,7 +325,14 @@ async fn edge_credentials_revoke_closes_live_sessions_within_the_bound() {
             .await
             .unwrap();
         let returned = Instant::now();
-        assert_eq!(response.sessions_closed.len(), 1);
+        assert_eq!(
+            response.sessions_closed.len(),
+            1,
+            "trial {trial}: agent {:?}, live sessions {:?}, edge sessions {}",
+            agent.status().borrow().clone(),
+            fleet.admin.sessions().await.unwrap().sessions,
+            fleet.edge.session_count()
+        );
         // The edge has closed the session when it no longer counts it.
         within("session closed", async {
             while fleet.edge.session_count() > 0 {
@@ -722,11 +729,25 @@ async fn edge_credentials_config_reload_rotates_the_token_in_place() {
         agent.wait_for(|s| s.sessions >= 2 && s.connected),
     )
     .await;
-    within("old session closes", async {
-        while fleet.edge.session_count() != 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
+    // The handover is complete when the only live session is the new credential's and it
+    // holds the endpoint (the agent counts the new session before the edge does).
+    let new_id = rotation.new.credential.id.clone();
+    within(
+        "old session closes and the new one holds the endpoint",
+        async {
+            loop {
+                let live = fleet.admin.sessions().await.unwrap().sessions;
+                if fleet.edge.session_count() == 1
+                    && live.len() == 1
+                    && live[0].credential_id == new_id
+                    && !live[0].endpoints.is_empty()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
     .await;
     fleet
         .admin

@@ -12,15 +12,12 @@
 //! agent that switches from the old token to its rotated replacement is the same endpoint owner
 //! to the edge and can take its endpoints over. Bind requests are checked against the ACL of the
 //! lineage's newest credential (rotation copies the ACL; later updates go to the newest).
-//! Because the principal names the lineage, `authenticate` hands the exact credential to
-//! `open_session` through a small per-lineage queue; two agents of one lineage handshaking at
-//! the same instant with different tokens (only possible during a rotation grace) may have
-//! their credentials swapped, which affects which revocation closes them, nothing else.
+//! Because the principal names the lineage, `authenticate` also records the exact credential
+//! in [`Principal::credential`]; `open_session` admits and registers the session under that
+//! credential, so revoking an old token closes exactly the sessions that used it.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
@@ -33,25 +30,14 @@ use super::{
 };
 use crate::auth::{AuthError, Authenticator, Principal, SessionLease};
 
-/// How long an authenticated credential waits for its session to open.
-const PENDING_TTL: Duration = Duration::from_secs(60);
-
-/// Most handshakes of one lineage pending at once.
-const MAX_PENDING_PER_LINEAGE: usize = 256;
-
 /// Longest rotation chain followed (a guard against a corrupt, cyclic chain).
 const MAX_LINEAGE: usize = 64;
-
-/// Credentials authenticated per lineage root (with the time), waiting for their session.
-type PendingByLineage = HashMap<CredentialId, VecDeque<(CredentialId, Instant)>>;
 
 /// Authenticates agents, checks binds and tracks sessions against the credential store.
 #[derive(Debug, Clone)]
 pub struct StoreAuthenticator {
     store: Arc<dyn CredentialStore>,
     sessions: Option<SessionRegistry>,
-    /// Credentials authenticated per lineage root, waiting for `open_session`.
-    pending: Arc<Mutex<PendingByLineage>>,
 }
 
 impl StoreAuthenticator {
@@ -61,7 +47,6 @@ impl StoreAuthenticator {
         Self {
             store,
             sessions: None,
-            pending: Arc::default(),
         }
     }
 
@@ -72,7 +57,6 @@ impl StoreAuthenticator {
         Self {
             store: Arc::clone(service.store()),
             sessions: Some(service.sessions().clone()),
-            pending: Arc::default(),
         }
     }
 
@@ -100,42 +84,19 @@ impl StoreAuthenticator {
         );
     }
 
-    fn push_pending(&self, root: &CredentialId, credential: &CredentialId) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        pending.retain(|_, queue| {
-            queue.retain(|(_, at)| now.duration_since(*at) < PENDING_TTL);
-            !queue.is_empty()
-        });
-        let queue = pending.entry(root.clone()).or_default();
-        if queue.len() >= MAX_PENDING_PER_LINEAGE {
-            queue.pop_front();
-        }
-        queue.push_back((credential.clone(), now));
-    }
-
-    fn pop_pending(&self, root: &CredentialId) -> Option<CredentialId> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let queue = pending.get_mut(root)?;
-        let found = queue.pop_front().map(|(id, _)| id);
-        if queue.is_empty() {
-            pending.remove(root);
-        }
-        found
-    }
-
     /// Checks the credential an authenticated session of lineage `root` used, and registers
     /// the session; `Err` carries the reason to close the session with.
     fn admit(
         &self,
         root: &CredentialId,
+        exact: Option<&CredentialId>,
         peer: SocketAddr,
     ) -> Result<Option<SessionHandle>, String> {
         let Some(sessions) = &self.sessions else {
             return Ok(None);
         };
-        let credential = match self.pop_pending(root) {
-            Some(id) => self.store.get(&id),
+        let credential = match exact {
+            Some(id) => self.store.get(id),
             None => self.lineage_newest(root),
         }
         .map_err(|e| {
@@ -221,18 +182,17 @@ impl Authenticator for StoreAuthenticator {
             .mark_used(&credential.id, now)
             .map_err(store_error)?;
         let root = self.lineage_root(&credential).map_err(store_error)?;
-        if self.sessions.is_some() {
-            self.push_pending(&root, &credential.id);
-        }
         Ok(Principal {
             name: root.to_string(),
+            credential: Some(credential.id.to_string()),
         })
     }
 
     fn open_session(&self, principal: &Principal, peer: SocketAddr) -> Box<dyn SessionLease> {
-        let admitted = match CredentialId::parse(&principal.name) {
-            Some(root) => self.admit(&root, peer),
-            None => Err("unknown principal".to_owned()),
+        let exact = principal.credential.as_deref().map(CredentialId::parse);
+        let admitted = match (CredentialId::parse(&principal.name), exact) {
+            (Some(_), Some(None)) | (None, _) => Err("unknown principal".to_owned()),
+            (Some(root), exact) => self.admit(&root, exact.flatten().as_ref(), peer),
         };
         Box::new(match admitted {
             Ok(handle) => StoreLease {

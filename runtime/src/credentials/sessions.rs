@@ -5,7 +5,7 @@
 //! list and kill sessions through the registry; a kill sends a [`KillReason`] on the session's
 //! `watch` channel, which the session task awaits with [`SessionHandle::killed`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -119,7 +119,10 @@ struct Inner {
     sessions: HashMap<SessionId, Entry>,
     /// Credentials revoked while this registry was alive; closes the race between a session
     /// that authenticated just before a revocation and registers just after it.
-    revoked: HashSet<CredentialId>,
+    /// Each maps to the sessions closed for that revocation, so every caller that revokes
+    /// (the admin API, the maintenance pass that reads revocations from the store) reports the
+    /// same, complete set whichever of them got there first.
+    revoked: HashMap<CredentialId, Vec<SessionId>>,
 }
 
 /// The live sessions of one edge. Cheap to clone (shared state).
@@ -179,7 +182,7 @@ impl SessionRegistry {
         };
         {
             let mut inner = self.lock();
-            if inner.revoked.contains(credential) {
+            if inner.revoked.contains_key(credential) {
                 return Err(SessionLimitReached::Revoked(credential.clone()));
             }
             if let Some(max) = max_sessions {
@@ -258,10 +261,11 @@ impl SessionRegistry {
     }
 
     /// Signals every session of `credential` to close and refuses its future registrations.
-    /// Returns the ids signalled; every signal has been sent when this returns.
+    /// Returns every session closed for this revocation, including sessions an earlier call for
+    /// the same credential signalled (e.g. the maintenance pass racing the admin API); every
+    /// signal has been sent when this returns.
     pub fn kill_credential(&self, credential: &CredentialId, reason: KillReason) -> Vec<SessionId> {
         let mut inner = self.lock();
-        inner.revoked.insert(credential.clone());
         let mut killed = Vec::new();
         for entry in inner.sessions.values_mut() {
             if &entry.info.credential_id == credential {
@@ -270,6 +274,14 @@ impl SessionRegistry {
                 killed.push(entry.info.id.clone());
             }
         }
+        let closed = inner.revoked.entry(credential.clone()).or_default();
+        for id in killed {
+            if !closed.contains(&id) {
+                closed.push(id);
+            }
+        }
+        // Bounded: a session is listed at most once, and only sessions that were registered.
+        let mut killed = closed.clone();
         killed.sort();
         drop(inner);
         tracing::info!(%credential, sessions = killed.len(), "closing sessions: {reason}");

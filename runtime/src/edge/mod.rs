@@ -425,12 +425,7 @@ impl Shared {
     ) -> Result<(String, String), Refusal> {
         let (key, url) = self.resolve_url(req)?;
         self.auth
-            .authorize_bind(
-                &crate::auth::Principal {
-                    name: sess.owner.clone(),
-                },
-                &url,
-            )
+            .authorize_bind(&crate::auth::Principal::named(sess.owner.clone()), &url)
             .map_err(|e| refusal(codes::FORBIDDEN, e.to_string()))?;
         let policy = self.compile(req.policy.as_ref(), req.proto)?;
         let mut reg = self.registry();

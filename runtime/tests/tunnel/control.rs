@@ -163,9 +163,7 @@ impl wicket_runtime::auth::Authenticator for Revocable {
         if authtoken != TOKEN || *self.revoke.borrow() {
             return Err(wicket_runtime::auth::AuthError::Unknown);
         }
-        Ok(wicket_runtime::auth::Principal {
-            name: "device-1".into(),
-        })
+        Ok(wicket_runtime::auth::Principal::named("device-1"))
     }
     fn authorize_bind(
         &self,
