@@ -119,6 +119,17 @@ pub fn agent_yaml(c: &Certs, edge: SocketAddr, token: &str, endpoints: &str) -> 
     )
 }
 
+/// Starts an agent with [`TOKEN`] serving one endpoint named `web` at `url`, forwarding to `up`.
+pub fn start_web_agent(
+    c: &Certs,
+    edge: SocketAddr,
+    url: &str,
+    up: impl std::fmt::Display,
+) -> AgentHandle {
+    let endpoints = format!("  - name: web\n    url: {url}\n    upstream: {{ url: '{up}' }}\n");
+    start_agent(c, &agent_yaml(c, edge, TOKEN, &endpoints))
+}
+
 pub fn start_agent(c: &Certs, yaml: &str) -> AgentHandle {
     let cfg = AgentConfig::from_yaml(yaml, "test").unwrap();
     Agent::start(

@@ -96,17 +96,7 @@ async fn metrics_are_served_in_prometheus_format() {
     let c = certs();
     let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://m.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
-    );
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://m.example.test", up);
     settled(&agent).await;
     let http = edge.addrs().http.unwrap();
     for _ in 0..3 {

@@ -207,17 +207,7 @@ async fn a_thousand_concurrent_requests_over_one_session() {
     let c = certs();
     let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: https://app.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
-    );
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "https://app.example.test", up);
     settled(&agent).await;
     let https = edge.addrs().https.unwrap();
     // Eight HTTP/2 client connections, 125 requests each, all in flight at once.
@@ -263,17 +253,7 @@ async fn a_100_mb_body_streams_both_ways_without_buffering() {
     let c = certs();
     let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: https://app.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
-    );
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "https://app.example.test", up);
     settled(&agent).await;
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "app.example.test")), true).await;

@@ -37,17 +37,7 @@ async fn oversized_headers_too_many_connections_and_streams_are_refused() {
     cfg.limits.max_streams_per_session = 2;
     let edge = start_edge(&c, cfg).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://l.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
-    );
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://l.example.test", up);
     settled(&agent).await;
     let http = edge.addrs().http.unwrap();
 

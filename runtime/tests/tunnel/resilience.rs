@@ -82,17 +82,7 @@ async fn a_slow_client_does_not_stall_other_streams() {
     let c = certs();
     let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://s.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
-    );
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://s.example.test", up);
     settled(&agent).await;
     let http = edge.addrs().http.unwrap();
     // Three clients start 64 MiB downloads and never read them.
