@@ -7,13 +7,16 @@
 //! `terminate-tls`, `circuit-breaker`) end the request closed with a 500 naming the action; they
 //! are never skipped.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use wicket_engine::compile::ir::PolicyIr;
-use wicket_engine::program::OwnedRequest;
+use wicket_engine::program::RequestView;
 use wicket_engine::{Decision, Effect, Program, Scratch};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
@@ -87,77 +90,176 @@ pub struct ProgramPolicy {
     origin: String,
 }
 
-fn conn_view(conn: &ConnInfo) -> OwnedRequest {
-    OwnedRequest {
-        method: String::new(),
-        scheme: conn.proto.scheme().to_owned(),
-        host: String::new(),
-        url_host: String::new(),
-        url_port: None,
-        path: String::new(),
-        query: String::new(),
-        version: String::new(),
-        headers: Vec::new(),
-        client_ip: Some(conn.client_addr.ip()),
-        client_port: Some(conn.client_addr.port()),
-        server_ip: Some(conn.local_addr.ip()),
-        server_port: Some(conn.local_addr.port()),
-        sni: conn.sni.clone(),
-        tls_version: None,
-        response_status: None,
-        response_headers: Vec::new(),
+/// The engine's view of a connection, request and response, borrowed from the hyper parts
+/// (no per-request copy of headers or URL parts). Reserved `wicket-*` headers are invisible,
+/// and header values that are not valid UTF-8 are skipped.
+struct HttpView<'a> {
+    conn: &'a ConnInfo,
+    req: Option<&'a http::request::Parts>,
+    res: Option<&'a http::response::Parts>,
+    host: &'a str,
+    url_host: Cow<'a, str>,
+    url_port: Option<u16>,
+}
+
+impl<'a> HttpView<'a> {
+    fn conn(conn: &'a ConnInfo) -> Self {
+        Self {
+            conn,
+            req: None,
+            res: None,
+            host: "",
+            url_host: Cow::Borrowed(""),
+            url_port: None,
+        }
+    }
+
+    fn request(req: &'a http::request::Parts, conn: &'a ConnInfo) -> Self {
+        let host = req
+            .uri
+            .authority()
+            .map(http::uri::Authority::as_str)
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or_default();
+        let (url_host, url_port) = split_host_port(host);
+        Self {
+            conn,
+            req: Some(req),
+            res: None,
+            host,
+            url_host,
+            url_port: url_port.or(Some(conn.local_addr.port())),
+        }
     }
 }
 
-fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
-    h.iter()
-        .filter(|(k, _)| !meta::is_reserved(k.as_str()))
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+fn header_values<'h>(h: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+    // Header maps are keyed by lower-case names (`req.headers['User-Agent']` finds nothing),
+    // while `HeaderMap` lookups ignore case: keep the exact-key semantics.
+    let visible = !meta::is_reserved(name) && !name.bytes().any(|b| b.is_ascii_uppercase());
+    h.get_all(name)
+        .iter()
+        .filter(move |_| visible)
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
 }
 
-fn request_view(req: &http::request::Parts, conn: &ConnInfo) -> OwnedRequest {
-    let mut v = conn_view(conn);
-    v.method = req.method.as_str().to_owned();
-    let host = req
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let (url_host, url_port) = split_host_port(&host);
-    v.url_port = url_port.or(Some(conn.local_addr.port()));
-    v.url_host = url_host;
-    v.host = host;
-    v.path = req.uri.path().to_owned();
-    v.query = req.uri.query().unwrap_or("").to_owned();
-    v.version = match req.version {
-        http::Version::HTTP_2 => "HTTP/2".into(),
-        http::Version::HTTP_10 => "HTTP/1.0".into(),
-        _ => "HTTP/1.1".into(),
-    };
-    v.headers = header_pairs(&req.headers);
-    v
+fn each_header(h: &HeaderMap, f: &mut dyn FnMut(&str, &str)) {
+    for (k, v) in h {
+        if meta::is_reserved(k.as_str()) {
+            continue;
+        }
+        if let Ok(v) = std::str::from_utf8(v.as_bytes()) {
+            f(k.as_str(), v);
+        }
+    }
 }
 
-fn split_host_port(authority: &str) -> (String, Option<u16>) {
-    match authority.rsplit_once(':') {
+impl RequestView for HttpView<'_> {
+    fn method(&self) -> &str {
+        self.req.map_or("", |r| r.method.as_str())
+    }
+    fn scheme(&self) -> &str {
+        self.conn.proto.scheme()
+    }
+    fn host(&self) -> &str {
+        self.host
+    }
+    fn url_host(&self) -> &str {
+        &self.url_host
+    }
+    fn url_port(&self) -> Option<u16> {
+        self.url_port
+    }
+    fn path(&self) -> &str {
+        self.req.map_or("", |r| r.uri.path())
+    }
+    fn query(&self) -> &str {
+        self.req.and_then(|r| r.uri.query()).unwrap_or("")
+    }
+    fn version(&self) -> &str {
+        match self.req.map(|r| r.version) {
+            None => "",
+            Some(http::Version::HTTP_2) => "HTTP/2",
+            Some(http::Version::HTTP_10) => "HTTP/1.0",
+            Some(_) => "HTTP/1.1",
+        }
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.req
+            .map_or(0, |r| header_values(&r.headers, name).count())
+    }
+    fn header(&self, name: &str, index: usize) -> Option<&str> {
+        header_values(&self.req?.headers, name).nth(index)
+    }
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        if let Some(r) = self.req {
+            each_header(&r.headers, f);
+        }
+    }
+    fn client_ip(&self) -> Option<IpAddr> {
+        Some(self.conn.client_addr.ip())
+    }
+    fn client_port(&self) -> Option<u16> {
+        Some(self.conn.client_addr.port())
+    }
+    fn server_ip(&self) -> Option<IpAddr> {
+        Some(self.conn.local_addr.ip())
+    }
+    fn server_port(&self) -> Option<u16> {
+        Some(self.conn.local_addr.port())
+    }
+    fn tls_sni(&self) -> Option<&str> {
+        self.conn.sni.as_deref()
+    }
+    fn response_status(&self) -> Option<u16> {
+        self.res.map(|r| r.status.as_u16())
+    }
+    fn response_header_count(&self, name: &str) -> usize {
+        self.res
+            .map_or(0, |r| header_values(&r.headers, name).count())
+    }
+    fn response_header(&self, name: &str, index: usize) -> Option<&str> {
+        header_values(&self.res?.headers, name).nth(index)
+    }
+    fn for_each_response_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        if let Some(r) = self.res {
+            each_header(&r.headers, f);
+        }
+    }
+}
+
+thread_local! {
+    /// Evaluation scratch space, reused by every evaluation on this thread.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Runs `f` with this thread's scratch space.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        // Re-entered from inside an evaluation (not done today): use a fresh one.
+        Err(_) => f(&mut Scratch::new()),
+    })
+}
+
+fn split_host_port(authority: &str) -> (Cow<'_, str>, Option<u16>) {
+    let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse() {
-            Ok(port) => (h.to_ascii_lowercase(), Some(port)),
-            Err(_) => (authority.to_ascii_lowercase(), None),
+            Ok(port) => (h, Some(port)),
+            Err(_) => (authority, None),
         },
-        _ => (authority.to_ascii_lowercase(), None),
-    }
+        _ => (authority, None),
+    };
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    (host, port)
 }
 
 fn local(
@@ -281,23 +383,57 @@ fn apply_header_effects(headers: &mut HeaderMap, effects: &[Effect], origin: &st
 
 impl EndpointPolicy for ProgramPolicy {
     fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision {
-        let view = conn_view(conn);
-        let mut scratch = Scratch::new();
-        let out = self.program.eval(Phase::TcpConnect, &view, &mut scratch);
-        apply_header_effects(&mut HeaderMap::new(), out.effects, &self.origin);
-        match out.decision {
-            Decision::Continue => ConnDecision::Allow,
-            ref d => {
-                tracing::debug!(endpoint = %conn.endpoint_url, decision = ?d, "connection closed by policy");
-                ConnDecision::Close
+        let view = HttpView::conn(conn);
+        with_scratch(|scratch| {
+            let out = self.program.eval(Phase::TcpConnect, &view, scratch);
+            apply_header_effects(&mut HeaderMap::new(), out.effects, &self.origin);
+            match out.decision {
+                Decision::Continue => ConnDecision::Allow,
+                ref d => {
+                    tracing::debug!(endpoint = %conn.endpoint_url, decision = ?d, "connection closed by policy");
+                    ConnDecision::Close
+                }
             }
-        }
+        })
     }
 
     fn on_http_request(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> ReqDecision {
-        let view = request_view(req, conn);
-        let mut scratch = Scratch::new();
-        let out = self.program.eval(Phase::HttpRequest, &view, &mut scratch);
+        with_scratch(|scratch| self.request_phase(req, conn, scratch))
+    }
+
+    fn on_http_response(
+        &self,
+        res: &mut http::response::Parts,
+        req: &http::request::Parts,
+        conn: &ConnInfo,
+    ) -> ResDecision {
+        with_scratch(|scratch| {
+            let out = {
+                let mut view = HttpView::request(req, conn);
+                view.res = Some(res);
+                self.program.eval(Phase::HttpResponse, &view, scratch)
+            };
+            apply_header_effects(&mut res.headers, out.effects, &self.origin);
+            match decision_response(&out.decision, &self.origin, &conn.endpoint_url) {
+                None => ResDecision::Forward,
+                Some(r) => ResDecision::Respond(r),
+            }
+        })
+    }
+}
+
+impl ProgramPolicy {
+    fn request_phase(
+        &self,
+        req: &mut http::request::Parts,
+        conn: &ConnInfo,
+        scratch: &mut Scratch,
+    ) -> ReqDecision {
+        // The view borrows `req` only for the evaluation; the outcome borrows the scratch.
+        let out = {
+            let view = HttpView::request(req, conn);
+            self.program.eval(Phase::HttpRequest, &view, scratch)
+        };
         apply_header_effects(&mut req.headers, out.effects, &self.origin);
         for e in out.effects {
             if let Effect::RewriteUrl { url } = e {
@@ -310,24 +446,6 @@ impl EndpointPolicy for ProgramPolicy {
         match decision_response(&out.decision, &self.origin, &conn.endpoint_url) {
             None => ReqDecision::Forward,
             Some(r) => ReqDecision::Respond(r),
-        }
-    }
-
-    fn on_http_response(
-        &self,
-        res: &mut http::response::Parts,
-        req: &http::request::Parts,
-        conn: &ConnInfo,
-    ) -> ResDecision {
-        let mut view = request_view(req, conn);
-        view.response_status = Some(res.status.as_u16());
-        view.response_headers = header_pairs(&res.headers);
-        let mut scratch = Scratch::new();
-        let out = self.program.eval(Phase::HttpResponse, &view, &mut scratch);
-        apply_header_effects(&mut res.headers, out.effects, &self.origin);
-        match decision_response(&out.decision, &self.origin, &conn.endpoint_url) {
-            None => ResDecision::Forward,
-            Some(r) => ResDecision::Respond(r),
         }
     }
 }
@@ -356,6 +474,40 @@ fn rewrite(req: &mut http::request::Parts, url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_view_borrows_the_parts_with_exact_key_semantics() {
+        let (mut parts, ()) = http::Request::builder()
+            .uri("/v1/x?y=1")
+            .header("host", "API.Example.test:8443")
+            .header("user-agent", "curl")
+            .header("x-multi", "a")
+            .header("x-multi", "b")
+            .header("wicket-endpoint", "ep_1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.version = http::Version::HTTP_2;
+        let c = conn();
+        let v = HttpView::request(&parts, &c);
+        assert_eq!(v.url_host(), "api.example.test");
+        assert_eq!(v.url_port(), Some(8443));
+        assert_eq!(
+            (v.path(), v.query(), v.version()),
+            ("/v1/x", "y=1", "HTTP/2")
+        );
+        assert_eq!(v.header("user-agent", 0), Some("curl"));
+        assert_eq!(v.header_count("User-Agent"), 0);
+        assert_eq!(v.header_count("x-multi"), 2);
+        assert_eq!(v.header("x-multi", 1), Some("b"));
+        assert_eq!(v.header_count("wicket-endpoint"), 0);
+        let mut seen = Vec::new();
+        v.for_each_header(&mut |n, _| seen.push(n.to_owned()));
+        assert!(!seen.iter().any(|n| n.starts_with("wicket-")), "{seen:?}");
+        let bare = HttpView::conn(&c);
+        assert_eq!((bare.method(), bare.url_port()), ("", None));
+        assert_eq!(bare.client_ip(), Some("192.0.2.7".parse().unwrap()));
+    }
 
     fn conn() -> ConnInfo {
         ConnInfo {
