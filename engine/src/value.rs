@@ -357,6 +357,30 @@ impl Value {
         Value::Map(Arc::new(map))
     }
 
+    /// The CEL value of a JSON document: objects become maps with string keys, integral
+    /// numbers `int`, other numbers `double`.
+    #[must_use]
+    pub fn from_json(v: &serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map_or_else(|| Value::Double(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
+            serde_json::Value::String(s) => Value::string(s.as_str()),
+            serde_json::Value::Array(items) => {
+                Value::list(items.iter().map(Value::from_json).collect())
+            }
+            serde_json::Value::Object(m) => {
+                let mut out = MapValue::new();
+                for (k, v) in m {
+                    out.upsert(Key::String(Arc::from(k.as_str())), Value::from_json(v));
+                }
+                Value::map(out)
+            }
+        }
+    }
+
     /// `optional.of(value)`.
     #[must_use]
     pub fn optional_of(value: Value) -> Value {

@@ -2,30 +2,38 @@
 //! policies are linted and compiled with `wicket-policy` / `wicket-engine` at bind time and run
 //! with `Program::eval` on every connection, request and response.
 //!
-//! Decisions the edge cannot carry out yet (`forward-internal` and the actions that need I/O:
-//! `oauth`, `openid-connect`, `jwt-validation`, `verify-webhook`, `http-request`,
-//! `terminate-tls`, `circuit-breaker`) end the request closed with a 500 naming the action; they
-//! are never skipped.
+//! Actions that need I/O (`Decision::External`) are compiled into handlers at bind time
+//! ([`crate::actions::compile`]; a bad config refuses the bind). A request reaching one gets
+//! [`ReqDecision::Pending`]: the edge awaits it, the handler runs, and the engine resumes the phase
+//! over an owned copy of the scratch space with the handler's result recorded. A decision the
+//! edge cannot carry out ends the request closed with a 500 naming the action; it is never
+//! skipped.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use wicket_engine::compile::ir::PolicyIr;
 use wicket_engine::program::RequestView;
+use wicket_engine::program::Resume;
 use wicket_engine::{Decision, Effect, Program, Scratch};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
 use wicket_policy::render::{Format, render};
 use wicket_policy::source::SourceMap;
 
+use crate::actions::{self, ActionEnv, ActionOutcome, ExternalAction, RequestCx};
+use crate::body::Body;
 use crate::policy_hook::{
-    ConnDecision, ConnInfo, ERR_POLICY_REFUSED, EndpointPolicy, LocalResponse, PolicyCompiler,
-    ReqDecision, ResDecision,
+    ConnDecision, ConnInfo, Continuation, ERR_POLICY_REFUSED, EndpointPolicy, LocalResponse,
+    PendingRequest, PolicyCompiler, ReqDecision, ResDecision,
 };
 use crate::proto::control::{EndpointProto, PolicySource, Refusal};
 use crate::proto::meta;
@@ -35,9 +43,18 @@ pub const ERR_POLICY_RUNTIME: &str = "ERR_WICKET_4310";
 /// Error code of a request ended by an action this edge cannot carry out.
 pub const ERR_POLICY_UNSUPPORTED: &str = "ERR_WICKET_4311";
 
-/// Compiles policies with the engine.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EngineCompiler;
+/// Compiles policies with the engine; external actions get handlers over `env`.
+#[derive(Debug, Clone)]
+pub struct EngineCompiler {
+    env: Arc<ActionEnv>,
+}
+
+impl EngineCompiler {
+    /// A compiler whose external actions use `env`.
+    pub fn new(env: Arc<ActionEnv>) -> Self {
+        Self { env }
+    }
+}
 
 impl PolicyCompiler for EngineCompiler {
     fn compile(
@@ -76,18 +93,57 @@ impl PolicyCompiler for EngineCompiler {
                 Vec::new(),
             )
         })?;
-        Ok(Arc::new(ProgramPolicy {
+        let mut handlers = HashMap::new();
+        for ext in program.external_actions() {
+            let kind: &str = ext.kind;
+            match ext.resume.phase {
+                Phase::HttpRequest => {
+                    let handler = actions::compile(kind, ext.config, &self.env).map_err(|m| {
+                        refuse(
+                            format!(
+                                "traffic policy `{}`: rule `{}`: action `{kind}`: {m}",
+                                source.origin, ext.rule
+                            ),
+                            Vec::new(),
+                        )
+                    })?;
+                    handlers.insert(ext.resume, handler);
+                }
+                // Carried out by the TLS accept path.
+                Phase::TcpConnect if kind == "terminate-tls" => {}
+                phase => {
+                    return Err(refuse(
+                        format!(
+                            "traffic policy `{}`: rule `{}`: the action `{kind}` in `{phase}` is \
+                             not supported by this edge",
+                            source.origin, ext.rule
+                        ),
+                        Vec::new(),
+                    ));
+                }
+            }
+        }
+        Ok(Arc::new(ProgramPolicy(Arc::new(Shared {
             program: Arc::new(program),
             origin: source.origin.clone(),
-        }))
+            handlers,
+            env: self.env.clone(),
+        }))))
     }
 }
 
 /// A compiled policy attached to an endpoint.
 #[derive(Debug)]
-pub struct ProgramPolicy {
+pub struct ProgramPolicy(Arc<Shared>);
+
+/// What an endpoint's requests share, also held by suspended evaluations.
+#[derive(Debug)]
+struct Shared {
     program: Arc<Program>,
     origin: String,
+    /// The request phase's external actions, by the resume point their decision carries.
+    handlers: HashMap<Resume, Arc<dyn ExternalAction>>,
+    env: Arc<ActionEnv>,
 }
 
 /// The engine's view of a connection, request and response, borrowed from the hyper parts
@@ -284,6 +340,11 @@ fn local(
 }
 
 fn error_response(code: &'static str, message: &str) -> LocalResponse {
+    error_page(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+}
+
+/// A plain-text error response with the error-code header.
+pub(crate) fn error_page(status: StatusCode, code: &'static str, message: &str) -> LocalResponse {
     let mut headers = HeaderMap::new();
     headers.insert(meta::ERROR_CODE, HeaderValue::from_static(code));
     headers.insert(
@@ -291,7 +352,7 @@ fn error_response(code: &'static str, message: &str) -> LocalResponse {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     LocalResponse {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
+        status,
         headers,
         body: Bytes::from(format!("{message}\n")),
     }
@@ -385,8 +446,8 @@ impl EndpointPolicy for ProgramPolicy {
     fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision {
         let view = HttpView::conn(conn);
         with_scratch(|scratch| {
-            let out = self.program.eval(Phase::TcpConnect, &view, scratch);
-            apply_header_effects(&mut HeaderMap::new(), out.effects, &self.origin);
+            let out = self.0.program.eval(Phase::TcpConnect, &view, scratch);
+            apply_header_effects(&mut HeaderMap::new(), out.effects, &self.0.origin);
             match out.decision {
                 Decision::Continue => ConnDecision::Allow,
                 ref d => {
@@ -398,7 +459,16 @@ impl EndpointPolicy for ProgramPolicy {
     }
 
     fn on_http_request(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> ReqDecision {
-        with_scratch(|scratch| self.request_phase(req, conn, scratch))
+        with_scratch(|scratch| {
+            let decision = {
+                let view = HttpView::request(req, conn);
+                self.0
+                    .program
+                    .eval(Phase::HttpRequest, &view, scratch)
+                    .decision
+            };
+            self.0.settle(req, conn, scratch, decision, 0)
+        })
     }
 
     fn on_http_response(
@@ -411,10 +481,10 @@ impl EndpointPolicy for ProgramPolicy {
             let out = {
                 let mut view = HttpView::request(req, conn);
                 view.res = Some(res);
-                self.program.eval(Phase::HttpResponse, &view, scratch)
+                self.0.program.eval(Phase::HttpResponse, &view, scratch)
             };
-            apply_header_effects(&mut res.headers, out.effects, &self.origin);
-            match decision_response(&out.decision, &self.origin, &conn.endpoint_url) {
+            apply_header_effects(&mut res.headers, out.effects, &self.0.origin);
+            match decision_response(&out.decision, &self.0.origin, &conn.endpoint_url) {
                 None => ResDecision::Forward,
                 Some(r) => ResDecision::Respond(r),
             }
@@ -422,31 +492,153 @@ impl EndpointPolicy for ProgramPolicy {
     }
 }
 
-impl ProgramPolicy {
-    fn request_phase(
-        &self,
+impl Shared {
+    /// Ends (or suspends) the request phase after an evaluation or a resumption that produced
+    /// `decision`; the effects from index `applied` on are not applied to `req` yet.
+    fn settle(
+        self: &Arc<Self>,
         req: &mut http::request::Parts,
         conn: &ConnInfo,
         scratch: &mut Scratch,
+        decision: Decision,
+        applied: usize,
     ) -> ReqDecision {
-        // The view borrows `req` only for the evaluation; the outcome borrows the scratch.
-        let out = {
-            let view = HttpView::request(req, conn);
-            self.program.eval(Phase::HttpRequest, &view, scratch)
-        };
-        apply_header_effects(&mut req.headers, out.effects, &self.origin);
-        for e in out.effects {
+        if let Decision::External { kind, resume, .. } = &decision {
+            if let Some(handler) = self.handlers.get(resume) {
+                // The evaluation continues after an await, possibly on another thread: it takes
+                // this thread's scratch space with it (a fresh one is left in its place).
+                return ReqDecision::Pending(PendingRequest::new(ExternalStep {
+                    shared: self.clone(),
+                    handler: handler.clone(),
+                    resume: *resume,
+                    scratch: std::mem::take(scratch),
+                    applied,
+                    kind: kind.clone(),
+                }));
+            }
+        }
+        let effects = scratch.effects().get(applied..).unwrap_or_default();
+        apply_header_effects(&mut req.headers, effects, &self.origin);
+        for e in effects {
             if let Effect::RewriteUrl { url } = e {
                 rewrite(req, url);
             }
         }
-        if out.decision == Decision::CloseConnection {
-            return ReqDecision::Close;
+        match decision {
+            Decision::CloseConnection => ReqDecision::Close,
+            Decision::Forward {
+                url,
+                resume_on_error,
+            } => {
+                let applied = scratch.effects().len();
+                ReqDecision::ForwardInternal {
+                    url: url.to_string(),
+                    on_error: resume_on_error.map(|resume| {
+                        PendingRequest::new(ResumeStep {
+                            shared: self.clone(),
+                            resume,
+                            scratch: std::mem::take(scratch),
+                            applied,
+                        })
+                    }),
+                }
+            }
+            d => match decision_response(&d, &self.origin, &conn.endpoint_url) {
+                None => ReqDecision::Forward,
+                Some(r) => ReqDecision::Respond(r),
+            },
         }
-        match decision_response(&out.decision, &self.origin, &conn.endpoint_url) {
-            None => ReqDecision::Forward,
-            Some(r) => ReqDecision::Respond(r),
-        }
+    }
+
+    /// Resumes the request phase at `resume` over `scratch`.
+    fn resume(
+        self: &Arc<Self>,
+        req: &mut http::request::Parts,
+        conn: &ConnInfo,
+        mut scratch: Scratch,
+        resume: Resume,
+        applied: usize,
+    ) -> ReqDecision {
+        let decision = {
+            let view = HttpView::request(req, conn);
+            self.program.resume(resume, &view, &mut scratch).decision
+        };
+        self.settle(req, conn, &mut scratch, decision, applied)
+    }
+}
+
+/// A request phase suspended at an external action.
+struct ExternalStep {
+    shared: Arc<Shared>,
+    handler: Arc<dyn ExternalAction>,
+    resume: Resume,
+    scratch: Scratch,
+    applied: usize,
+    kind: Arc<str>,
+}
+
+impl Continuation for ExternalStep {
+    fn run<'a>(
+        self: Box<Self>,
+        req: &'a mut http::request::Parts,
+        body: &'a mut Body,
+        conn: &'a ConnInfo,
+    ) -> BoxFuture<'a, ReqDecision> {
+        Box::pin(async move {
+            let ExternalStep {
+                shared,
+                handler,
+                resume,
+                mut scratch,
+                applied,
+                kind,
+            } = *self;
+            let cx = RequestCx {
+                parts: req,
+                body,
+                conn,
+                env: &shared.env,
+            };
+            match handler.run(cx).await {
+                Ok(ActionOutcome::Continue { result }) => {
+                    if let Some((ns, value)) = result {
+                        scratch.set_action_result(ns, value);
+                    }
+                    shared.resume(req, conn, scratch, resume, applied)
+                }
+                Ok(ActionOutcome::Respond(r)) => ReqDecision::Respond(r),
+                Err(e) => {
+                    tracing::warn!(policy = %shared.origin, endpoint = %conn.endpoint_url, action = %kind, error = %e, "policy action failed; request denied");
+                    ReqDecision::Respond(e.response())
+                }
+            }
+        })
+    }
+}
+
+/// A request phase to resume after a failed `forward-internal` with `on_error: continue`.
+struct ResumeStep {
+    shared: Arc<Shared>,
+    resume: Resume,
+    scratch: Scratch,
+    applied: usize,
+}
+
+impl Continuation for ResumeStep {
+    fn run<'a>(
+        self: Box<Self>,
+        req: &'a mut http::request::Parts,
+        _body: &'a mut Body,
+        conn: &'a ConnInfo,
+    ) -> BoxFuture<'a, ReqDecision> {
+        let ResumeStep {
+            shared,
+            resume,
+            scratch,
+            applied,
+        } = *self;
+        let decision = shared.resume(req, conn, scratch, resume, applied);
+        Box::pin(std::future::ready(decision))
     }
 }
 
@@ -521,7 +713,7 @@ mod tests {
     }
 
     fn compile(text: &str) -> Result<Arc<dyn EndpointPolicy>, Refusal> {
-        EngineCompiler.compile(
+        EngineCompiler::new(Arc::new(ActionEnv::ephemeral().unwrap())).compile(
             &PolicySource {
                 origin: "p.yml".into(),
                 text: text.into(),
@@ -606,5 +798,176 @@ on_http_response:
             ("a.test".into(), Some(8443))
         );
         assert_eq!(split_host_port("A.test"), ("a.test".into(), None));
+    }
+
+    /// A stand-in external action: answers from a fixed identity and checks it sees the body.
+    #[derive(Debug)]
+    struct FakeIdentity(&'static str);
+
+    impl ExternalAction for FakeIdentity {
+        fn run<'a>(
+            &'a self,
+            cx: RequestCx<'a>,
+        ) -> BoxFuture<'a, Result<ActionOutcome, crate::actions::ActionError>> {
+            Box::pin(async move {
+                let body = actions::buffer_body(cx.body, 1024).await?;
+                if &body[..] == b"refuse" {
+                    return Err(crate::actions::ActionError::failed("the provider is down"));
+                }
+                if cx.parts.uri.path() == "/login" {
+                    return Ok(ActionOutcome::Respond(local(302, &[], Bytes::new())));
+                }
+                let identity = serde_json::json!({"identity": {"email": self.0}});
+                Ok(ActionOutcome::Continue {
+                    result: Some(("oauth", wicket_engine::Value::from_json(&identity))),
+                })
+            })
+        }
+    }
+
+    fn with_fake(text: &str, email: &'static str) -> ProgramPolicy {
+        let mut map = SourceMap::new();
+        let id = map.add("p.yml".to_owned(), text.to_owned());
+        let report = lint(&mut map, id, LintOptions::default());
+        assert_eq!(report.errors(), 0);
+        let program = wicket_engine::compile(&PolicyIr::from(&report.policies[0])).unwrap();
+        let mut handlers: HashMap<Resume, Arc<dyn ExternalAction>> = HashMap::new();
+        for ext in program.external_actions() {
+            handlers.insert(ext.resume, Arc::new(FakeIdentity(email)));
+        }
+        ProgramPolicy(Arc::new(Shared {
+            program: Arc::new(program),
+            origin: "p.yml".into(),
+            handlers,
+            env: Arc::new(ActionEnv::ephemeral().unwrap()),
+        }))
+    }
+
+    async fn settle(
+        policy: &dyn EndpointPolicy,
+        req: &mut http::request::Parts,
+        body: &mut Body,
+    ) -> ReqDecision {
+        let c = conn();
+        let mut d = policy.on_http_request(req, &c);
+        while let ReqDecision::Pending(p) = d {
+            d = p.run(req, body, &c).await;
+        }
+        d
+    }
+
+    const OAUTH_POLICY: &str = r#"
+on_http_request:
+  - actions:
+      - type: add-headers
+        config: { headers: { x-before: "1" } }
+  - actions:
+      - type: oauth
+        config: { provider: google }
+  - expressions: ["!actions.ngrok.oauth.identity.email.endsWith('@example.com')"]
+    actions:
+      - type: deny
+        config: { status_code: 403 }
+  - actions:
+      - type: add-headers
+        config: { headers: { x-email: "${actions.ngrok.oauth.identity.email}" } }
+"#;
+
+    #[tokio::test]
+    async fn external_actions_suspend_and_resume_the_phase_with_their_result() {
+        let policy = with_fake(OAUTH_POLICY, "ana@example.com");
+        let mut req = request("/x");
+        let mut body = crate::body::full("payload");
+        let d = settle(&policy, &mut req, &mut body).await;
+        assert!(matches!(d, ReqDecision::Forward), "{d:?}");
+        // Effects from before and after the suspension are applied once each.
+        assert_eq!(req.headers.get_all("x-before").iter().count(), 1);
+        assert_eq!(req.headers["x-email"], "ana@example.com");
+        // The body the handler read is still there for the upstream.
+        let rest = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&rest[..], b"payload");
+
+        let policy = with_fake(OAUTH_POLICY, "eve@evil.test");
+        let mut req = request("/x");
+        let d = settle(&policy, &mut req, &mut crate::body::empty()).await;
+        assert!(
+            matches!(d, ReqDecision::Respond(ref r) if r.status == 403),
+            "{d:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_action_response_or_failure_ends_the_request_closed() {
+        let policy = with_fake(OAUTH_POLICY, "ana@example.com");
+        let mut req = request("/login");
+        let d = settle(&policy, &mut req, &mut crate::body::empty()).await;
+        assert!(
+            matches!(d, ReqDecision::Respond(ref r) if r.status == 302),
+            "{d:?}"
+        );
+
+        let mut req = request("/x");
+        let d = settle(&policy, &mut req, &mut crate::body::full("refuse")).await;
+        let ReqDecision::Respond(r) = d else {
+            panic!("expected an error response, got {d:?}")
+        };
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            r.headers[meta::ERROR_CODE],
+            crate::actions::ERR_ACTION_FAILED
+        );
+        assert!(req.headers.get("x-email").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_chain_runs_the_second_policy_after_the_first_resumes() {
+        #[derive(Debug)]
+        struct Chain2(Arc<dyn EndpointPolicy>, Arc<dyn EndpointPolicy>);
+        impl EndpointPolicy for Chain2 {
+            fn on_tcp_connect(&self, _: &ConnInfo) -> ConnDecision {
+                ConnDecision::Allow
+            }
+            fn on_http_request(
+                &self,
+                req: &mut http::request::Parts,
+                conn: &ConnInfo,
+            ) -> ReqDecision {
+                match self.0.on_http_request(req, conn) {
+                    ReqDecision::Forward => self.1.on_http_request(req, conn),
+                    ReqDecision::Pending(p) => ReqDecision::Pending(p.then(self.1.clone())),
+                    d => d,
+                }
+            }
+            fn on_http_response(
+                &self,
+                _: &mut http::response::Parts,
+                _: &http::request::Parts,
+                _: &ConnInfo,
+            ) -> ResDecision {
+                ResDecision::Forward
+            }
+        }
+        let second = compile(
+            "on_http_request:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-second: \"2\" } }\n",
+        )
+        .unwrap();
+        let chain = Chain2(Arc::new(with_fake(OAUTH_POLICY, "ana@example.com")), second);
+        let mut req = request("/x");
+        let d = settle(&chain, &mut req, &mut crate::body::empty()).await;
+        assert!(matches!(d, ReqDecision::Forward), "{d:?}");
+        assert_eq!(req.headers["x-email"], "ana@example.com");
+        assert_eq!(req.headers["x-second"], "2");
+    }
+
+    #[test]
+    fn external_actions_without_a_handler_refuse_the_bind() {
+        let e = compile(
+            "on_http_request:\n  - actions:\n      - type: http-request\n        config: { url: \"https://auth.example.test/check\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("http-request"), "{}", e.message);
     }
 }

@@ -1,5 +1,6 @@
 //! The Wicket runtime: edge, agent, tunnel, credentials.
 
+pub mod actions;
 pub mod admin;
 pub mod credentials;
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 
 use crate::proto::control::{EndpointProto, PolicySource, Refusal};
@@ -52,7 +53,7 @@ pub struct LocalResponse {
 }
 
 /// Decision for a request (`on_http_request`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum ReqDecision {
     /// Forward the (possibly modified) request.
     Forward,
@@ -60,6 +61,85 @@ pub enum ReqDecision {
     Respond(LocalResponse),
     /// Close the client connection without a response.
     Close,
+    /// The policy needs I/O to decide (an external action): the edge awaits
+    /// [`PendingRequest::run`] and acts on the decision it returns (which may be pending again).
+    Pending(PendingRequest),
+    /// `forward-internal`: hand the request to the internal endpoint `url`.
+    ForwardInternal {
+        /// The internal endpoint URL.
+        url: String,
+        /// With `on_error: continue`: resumes the phase when the forward fails.
+        on_error: Option<PendingRequest>,
+    },
+}
+
+/// The rest of a request phase, after some I/O.
+pub trait Continuation: Send {
+    /// Carries on with the request; may read (and buffer) the body.
+    fn run<'a>(
+        self: Box<Self>,
+        req: &'a mut http::request::Parts,
+        body: &'a mut crate::body::Body,
+        conn: &'a ConnInfo,
+    ) -> BoxFuture<'a, ReqDecision>;
+}
+
+/// A request phase suspended until the edge runs it ([`ReqDecision::Pending`]).
+pub struct PendingRequest(Box<dyn Continuation>);
+
+impl std::fmt::Debug for PendingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingRequest")
+    }
+}
+
+impl PendingRequest {
+    /// Wraps a continuation.
+    pub fn new(c: impl Continuation + 'static) -> Self {
+        Self(Box::new(c))
+    }
+
+    /// Runs the rest of the phase.
+    pub async fn run(
+        self,
+        req: &mut http::request::Parts,
+        body: &mut crate::body::Body,
+        conn: &ConnInfo,
+    ) -> ReqDecision {
+        self.0.run(req, body, conn).await
+    }
+
+    /// Runs `next`'s request phase after this one when this one forwards (policy chains).
+    pub fn then(self, next: Arc<dyn EndpointPolicy>) -> Self {
+        Self::new(Then { first: self, next })
+    }
+}
+
+struct Then {
+    first: PendingRequest,
+    next: Arc<dyn EndpointPolicy>,
+}
+
+impl Continuation for Then {
+    fn run<'a>(
+        self: Box<Self>,
+        req: &'a mut http::request::Parts,
+        body: &'a mut crate::body::Body,
+        conn: &'a ConnInfo,
+    ) -> BoxFuture<'a, ReqDecision> {
+        Box::pin(async move {
+            let Then { first, next } = *self;
+            match first.run(req, body, conn).await {
+                ReqDecision::Forward => next.on_http_request(req, conn),
+                ReqDecision::Pending(p) => ReqDecision::Pending(p.then(next)),
+                ReqDecision::ForwardInternal { url, on_error } => ReqDecision::ForwardInternal {
+                    url,
+                    on_error: on_error.map(|p| p.then(next)),
+                },
+                d => d,
+            }
+        })
+    }
 }
 
 /// Decision for a response (`on_http_response`).

@@ -971,22 +971,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
 }
 
 fn json_value(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map_or_else(|| Value::Double(n.as_f64().unwrap_or(f64::NAN)), Value::Int),
-        serde_json::Value::String(s) => Value::string(s.as_str()),
-        serde_json::Value::Array(items) => Value::list(items.iter().map(json_value).collect()),
-        serde_json::Value::Object(m) => {
-            let mut out = MapValue::new();
-            for (k, v) in m {
-                out.upsert(Key::String(Arc::from(k.as_str())), json_value(v));
-            }
-            Value::map(out)
-        }
-    }
+    Value::from_json(v)
 }
 
 fn token_text<'a, V: RequestView + ?Sized>(

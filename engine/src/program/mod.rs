@@ -103,8 +103,21 @@ impl Decision {
     }
 }
 
+/// An action the runtime carries out, as listed by [`Program::external_actions`].
+#[derive(Clone, Copy, Debug)]
+pub struct ExternalAction<'p> {
+    /// The resume point its [`Decision::External`] carries (phase, rule, next action).
+    pub resume: Resume,
+    /// The rule's label (`name`, or `on_http_request[2]`).
+    pub rule: &'p Arc<str>,
+    /// The action type.
+    pub kind: &'p Arc<str>,
+    /// Its config as written.
+    pub config: &'p Arc<crate::compile::ir::ConfigValue>,
+}
+
 /// Where to resume evaluation after an external action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Resume {
     /// The phase.
     pub phase: Phase,
@@ -423,6 +436,38 @@ impl Program {
         )
     }
 
+    /// Every action of the program the runtime carries out ([`Decision::External`]), with the
+    /// [`Resume`] point its decision carries: the runtime prepares a handler for each at load
+    /// time (so a bad config is refused before any request) and finds it by that key.
+    pub fn external_actions(&self) -> Vec<ExternalAction<'_>> {
+        let mut out = Vec::new();
+        for phase in [
+            Phase::TcpConnect,
+            Phase::HttpRequest,
+            Phase::HttpResponse,
+            Phase::EventStreamMessage,
+        ] {
+            let ph = &self.phases[phase_index(phase)];
+            for (r, rule) in ph.rules.iter().enumerate() {
+                for (a, action) in rule.actions.iter().enumerate() {
+                    if let Action::External { kind, config } = action {
+                        out.push(ExternalAction {
+                            resume: Resume {
+                                phase,
+                                rule: u32::try_from(r).unwrap_or(u32::MAX),
+                                action: u32::try_from(a + 1).unwrap_or(u32::MAX),
+                            },
+                            rule: &rule.label,
+                            kind,
+                            config,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Continues a phase after an external action ([`Decision::External`]) or a failed
     /// `forward-internal` with `on_error: continue`. Effects produced before the suspension are
     /// kept in `scratch` and included in the outcome.
@@ -650,6 +695,13 @@ impl Scratch {
     /// Records the result variables of an external action before [`Program::resume`].
     pub fn set_action_result(&mut self, namespace: &'static str, value: Value) {
         self.set_result(namespace, value);
+    }
+
+    /// The effects of the current evaluation so far, in order (those of an evaluation suspended
+    /// at an external action included).
+    #[must_use]
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 pub use config::{CertFiles, EdgeConfig, Limits, NamedToken, PortRange};
 
+use crate::actions::ActionEnv;
 use crate::auth::{Authenticator, StaticTokens};
 use crate::engine_policy::EngineCompiler;
 use crate::metrics::Metrics;
@@ -54,6 +55,9 @@ pub enum EdgeError {
     /// The configuration is inconsistent.
     #[error("invalid edge configuration: {0}")]
     Config(String),
+    /// The facilities of external actions could not be set up.
+    #[error(transparent)]
+    Actions(#[from] crate::actions::ActionEnvError),
 }
 
 /// Builds and starts an edge.
@@ -61,7 +65,8 @@ pub enum EdgeError {
 pub struct EdgeBuilder {
     config: EdgeConfig,
     authenticator: Option<Arc<dyn Authenticator>>,
-    compiler: Arc<dyn PolicyCompiler>,
+    compiler: Option<Arc<dyn PolicyCompiler>>,
+    action_env: Option<Arc<ActionEnv>>,
     tunnel_cert: Option<CertPair>,
     public_certs: Vec<CertPair>,
 }
@@ -75,7 +80,14 @@ impl EdgeBuilder {
 
     /// Replaces the policy compiler (default: [`EngineCompiler`]).
     pub fn policy_compiler(mut self, c: Arc<dyn PolicyCompiler>) -> Self {
-        self.compiler = c;
+        self.compiler = Some(c);
+        self
+    }
+
+    /// Replaces the facilities of external actions (default: built from the config, with the
+    /// secret in the data directory and the system roots) — e.g. to trust a test CA.
+    pub fn action_env(mut self, env: Arc<ActionEnv>) -> Self {
+        self.action_env = Some(env);
         self
     }
 
@@ -97,6 +109,16 @@ impl EdgeBuilder {
         if cfg.tcp_port_range.end < cfg.tcp_port_range.start {
             return Err(EdgeError::Config("tcp_port_range is empty".into()));
         }
+        let compiler: Arc<dyn PolicyCompiler> = match self.compiler {
+            Some(c) => c,
+            None => {
+                let env = match self.action_env {
+                    Some(env) => env,
+                    None => Arc::new(ActionEnv::load(&cfg.data_dir, &[], Vec::new())?),
+                };
+                Arc::new(EngineCompiler::new(env))
+            }
+        };
         let mut dev: Option<DevCa> = None;
         let mut dev_ca = |cfg: &EdgeConfig| -> Result<CertPair, TlsError> {
             if dev.is_none() {
@@ -135,14 +157,12 @@ impl EdgeBuilder {
                     origin: origin.clone(),
                     text,
                 };
-                Some(
-                    self.compiler
-                        .compile(&src, EndpointProto::Https)
-                        .map_err(|r| EdgeError::Policy {
-                            origin,
-                            message: r.message,
-                        })?,
-                )
+                Some(compiler.compile(&src, EndpointProto::Https).map_err(|r| {
+                    EdgeError::Policy {
+                        origin,
+                        message: r.message,
+                    }
+                })?)
             }
         };
         let authenticator = self.authenticator.unwrap_or_else(|| {
@@ -204,7 +224,7 @@ impl EdgeBuilder {
             cfg,
             registry: Mutex::new(Registry::default()),
             auth: authenticator,
-            compiler: self.compiler,
+            compiler,
             edge_policy,
             metrics: Arc::new(Metrics::default()),
             per_ip: Mutex::new(HashMap::new()),
@@ -244,7 +264,8 @@ impl Edge {
         EdgeBuilder {
             config,
             authenticator: None,
-            compiler: Arc::new(EngineCompiler),
+            compiler: None,
+            action_env: None,
             tunnel_cert: None,
             public_certs: Vec::new(),
         }
@@ -659,6 +680,11 @@ impl EndpointPolicy for Chain {
     fn on_http_request(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> ReqDecision {
         match self.0.on_http_request(req, conn) {
             ReqDecision::Forward => self.1.on_http_request(req, conn),
+            ReqDecision::Pending(p) => ReqDecision::Pending(p.then(self.1.clone())),
+            ReqDecision::ForwardInternal { url, on_error } => ReqDecision::ForwardInternal {
+                url,
+                on_error: on_error.map(|p| p.then(self.1.clone())),
+            },
             d => d,
         }
     }

@@ -365,14 +365,30 @@ async fn forward(
     let upgrade = is_upgrade(&req);
     let public_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    match route.policy.on_http_request(&mut parts, &info) {
-        ReqDecision::Forward => {}
-        ReqDecision::Respond(r) => return Ok(local_response(r)),
-        ReqDecision::Close => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "closed by policy",
-            ));
+    let mut body = boxed(body);
+    let mut decision = route.policy.on_http_request(&mut parts, &info);
+    loop {
+        match decision {
+            ReqDecision::Forward => break,
+            ReqDecision::Respond(r) => return Ok(local_response(r)),
+            ReqDecision::Close => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "closed by policy",
+                ));
+            }
+            // An external action: run it, then act on what the rest of the phase decides.
+            ReqDecision::Pending(p) => decision = p.run(&mut parts, &mut body, &info).await,
+            ReqDecision::ForwardInternal { url, .. } => {
+                tracing::error!(endpoint = %route.url, target = %url, "forward-internal is not supported by this edge");
+                return Ok(local_response(crate::engine_policy::error_page(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    crate::engine_policy::ERR_POLICY_UNSUPPORTED,
+                    &format!(
+                        "the policy forwards to the internal endpoint `{url}`, which this edge does not support"
+                    ),
+                )));
+            }
         }
     }
     let orig_parts = clone_parts(&parts);
@@ -427,7 +443,7 @@ async fn forward(
         *treq.uri_mut() = format!("{}://{host}{path}", proto.scheme())
             .parse()
             .map_err(|e| std::io::Error::other(format!("bad uri: {e}")))?;
-        *treq.body_mut() = boxed(body);
+        *treq.body_mut() = body;
     }
     *treq.headers_mut() = headers;
 
