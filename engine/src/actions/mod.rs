@@ -1,7 +1,7 @@
 //! Actions: compiled from their configs once, run per request without I/O. Actions that need
 //! I/O stop the phase with [`Decision::External`] for the runtime to carry out.
 
-pub(crate) mod jwt;
+pub mod jwt;
 pub mod ratelimit;
 pub(crate) mod template;
 
@@ -543,7 +543,7 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
             validation: jwt::JwtValidation::compile(c)?,
             challenge: Arc::from(vec![(
                 Arc::from("www-authenticate"),
-                Arc::from("Bearer error=\"invalid_token\""),
+                Arc::from(jwt::CHALLENGE),
             )]),
         })),
         k if EXTERNAL.contains(&k) => Action::External {
@@ -981,26 +981,13 @@ fn token_text<'a, V: RequestView + ?Sized>(
 ) -> Option<std::borrow::Cow<'a, str>> {
     match location {
         jwt::Location::Header(name) => view.header(name, 0).map(std::borrow::Cow::Borrowed),
-        jwt::Location::Cookie(name) => (0..view.header_count("cookie"))
-            .filter_map(|i| view.header("cookie", i))
-            .flat_map(|h| h.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then_some(std::borrow::Cow::Borrowed(v))
-            }),
-        jwt::Location::Query(name) => {
-            let query = st.url_parts(view).4;
-            query.split('&').find_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (k == name).then(|| {
-                    std::borrow::Cow::Owned(
-                        percent_encoding::percent_decode_str(v)
-                            .decode_utf8_lossy()
-                            .into_owned(),
-                    )
-                })
-            })
-        }
+        jwt::Location::Cookie(name) => jwt::cookie_value(
+            (0..view.header_count("cookie")).filter_map(|i| view.header("cookie", i)),
+            name,
+        )
+        .map(std::borrow::Cow::Borrowed),
+        jwt::Location::Query(name) => jwt::query_value(st.url_parts(view).4, name)
+            .map(|v| std::borrow::Cow::Owned(v.into_owned())),
     }
 }
 
@@ -1010,55 +997,13 @@ fn run_jwt<V: RequestView + ?Sized>(
     st: &mut Scratch,
 ) -> Result<Flow, EvalError> {
     let now = std::time::SystemTime::now();
-    let mut tokens = Vec::new();
-    let mut failure: Option<jwt::JwtError> = None;
-    for spec in &j.validation.tokens {
-        let (kind, prop) = match &spec.location {
-            jwt::Location::Header(n) => ("header", n.as_str()),
-            jwt::Location::Cookie(n) => ("cookie", n.as_str()),
-            jwt::Location::Query(n) => ("query", n.as_str()),
-        };
-        let raw = token_text(&spec.location, view, st);
-        let token = raw
-            .as_deref()
-            .and_then(|t| t.strip_prefix(spec.prefix.as_str()));
-        let Some(token) = token else {
-            failure.get_or_insert(jwt::JwtError::Missing(format!("{kind} `{prop}`")));
-            continue;
-        };
-        match j.validation.verify(token.trim(), now) {
-            Ok((header, payload)) => tokens.push(map_of([
-                ("header", json_value(&header)),
-                ("payload", json_value(&payload)),
-                (
-                    "signature",
-                    Value::string(token.rsplit('.').next().unwrap_or("")),
-                ),
-                ("verified", Value::Bool(true)),
-                ("location", Value::string(kind)),
-                ("location_property", Value::string(prop)),
-            ])),
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    let mut result = vec![("tokens", Value::list(tokens))];
-    if let Some(e) = &failure {
-        result.push((
-            "error",
-            map_of([
-                ("code", Value::string(e.code())),
-                ("message", Value::string(e.to_string())),
-            ]),
-        ));
-    }
-    let mut m = MapValue::new();
-    for (k, v) in result {
-        m.upsert(Key::String(Arc::from(k)), v);
-    }
-    st.set_result("jwt_validation", Value::map(m));
-    Ok(match failure {
+    let checked = {
+        let st = &*st;
+        j.validation
+            .validate(&[], |location| token_text(location, view, st), now)
+    };
+    st.set_result("jwt_validation", checked.result);
+    Ok(match checked.failure {
         Some(e) => Flow::Stop(Decision::Reject {
             status: 401,
             headers: j.challenge.clone(),
