@@ -135,6 +135,10 @@ pub struct EdgeArgs {
     /// Edge-wide policy file run before every endpoint's own policy.
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
+    /// Extra root certificate (PEM) for the edge's outbound requests — JWKS, OpenID Connect,
+    /// OAuth, `http-request` (repeatable; adds to the file's list).
+    #[arg(long)]
+    pub outbound_ca: Vec<PathBuf>,
     /// Largest public request header block, in bytes.
     #[arg(long)]
     pub max_header_bytes: Option<usize>,
@@ -244,6 +248,7 @@ impl EdgeArgs {
             cfg.policy_file = self.policy_file.clone();
         }
         cfg.authtokens.extend(self.authtoken.iter().cloned());
+        cfg.outbound_cas.extend(self.outbound_ca.iter().cloned());
         Ok(cfg)
     }
 }

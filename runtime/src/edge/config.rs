@@ -39,6 +39,9 @@ pub struct EdgeConfig {
     pub authtokens: Vec<NamedToken>,
     /// Edge-wide policy file, run before every endpoint's own policy.
     pub policy_file: Option<PathBuf>,
+    /// PEM files of extra root certificates trusted by the edge's own outbound requests (JWKS,
+    /// OpenID Connect discovery, OAuth token exchange, `http-request`), besides the system roots.
+    pub outbound_cas: Vec<PathBuf>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -63,6 +66,7 @@ impl Default for EdgeConfig {
             },
             authtokens: Vec::new(),
             policy_file: None,
+            outbound_cas: Vec::new(),
             limits: Limits::default(),
         }
     }

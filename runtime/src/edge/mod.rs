@@ -114,7 +114,11 @@ impl EdgeBuilder {
             None => {
                 let env = match self.action_env {
                     Some(env) => env,
-                    None => Arc::new(ActionEnv::load(&cfg.data_dir, &[], Vec::new())?),
+                    None => Arc::new(ActionEnv::load(
+                        &cfg.data_dir,
+                        &cfg.outbound_cas,
+                        Vec::new(),
+                    )?),
                 };
                 Arc::new(EngineCompiler::new(env))
             }
