@@ -88,16 +88,57 @@ impl hyper::body::Body for ChannelBody {
 
 /// Records the time of the last successful read or write on a stream.
 #[derive(Debug)]
-struct Activity<S> {
+pub(crate) struct Activity<S> {
     inner: S,
     start: Instant,
     last_ms: Arc<AtomicU64>,
 }
 
 impl<S> Activity<S> {
+    /// Wraps `inner`; the clock tells when bytes last moved through it.
+    pub(crate) fn new(inner: S) -> (Self, IdleClock) {
+        let start = Instant::now();
+        let last_ms = Arc::new(AtomicU64::new(0));
+        let clock = IdleClock {
+            start,
+            last_ms: last_ms.clone(),
+        };
+        (
+            Self {
+                inner,
+                start,
+                last_ms,
+            },
+            clock,
+        )
+    }
+
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// When bytes last moved through an [`Activity`] stream.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleClock {
+    start: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl IdleClock {
+    /// Resolves once `idle` has passed without a byte read or written (checked lazily: one
+    /// timer per period, not per read).
+    pub(crate) async fn idle_for(&self, idle: Duration) {
+        let mut deadline = self.start + idle;
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            if last.elapsed() >= idle {
+                return;
+            }
+            deadline = last + idle;
+        }
     }
 }
 
@@ -142,27 +183,10 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let last_ms = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut wa = Activity {
-        inner: a,
-        start,
-        last_ms: last_ms.clone(),
-    };
-    let copy = tokio::io::copy_bidirectional(&mut wa, b);
-    tokio::pin!(copy);
-    let mut deadline = start + idle;
-    loop {
-        tokio::select! {
-            r = &mut copy => return r,
-            () = tokio::time::sleep_until(deadline.into()) => {
-                let last = start + Duration::from_millis(last_ms.load(Ordering::Relaxed));
-                if last.elapsed() >= idle {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
-                }
-                deadline = last + idle;
-            }
-        }
+    let (mut wa, clock) = Activity::new(a);
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut wa, b) => r,
+        () = clock.idle_for(idle) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
     }
 }
 

@@ -40,6 +40,10 @@ impl LogArgs {
             .with_context(|| format!("invalid log filter `{}`", self.log))?;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(log_colors(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
             .with_writer(std::io::stderr);
         let r = match self.log_format {
             LogFormat::Pretty => builder.try_init(),
@@ -47,6 +51,12 @@ impl LogArgs {
         };
         r.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
     }
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and not when `NO_COLOR` is set to a
+/// non-empty value (<https://no-color.org>).
+fn log_colors(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// A listener address, or `off`.
@@ -356,6 +366,15 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         edge: EdgeArgs,
+    }
+
+    #[test]
+    fn log_colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colors(true, None));
+        assert!(log_colors(true, Some(OsStr::new(""))));
+        assert!(!log_colors(true, Some(OsStr::new("1"))));
+        assert!(!log_colors(false, None));
     }
 
     #[test]

@@ -145,10 +145,13 @@ pub struct Limits {
     /// Tunnel TLS handshake plus hello.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub handshake_timeout: Duration,
-    /// Public request headers (and TLS ClientHello).
+    /// Public request headers (and TLS ClientHello): a client that has not sent a complete
+    /// HTTP/1.1 request head this long after the server started waiting for one (a new
+    /// connection, or the next request on a keep-alive connection) is disconnected.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub header_timeout: Duration,
-    /// Idle TCP/TLS pipes are closed after this long without traffic.
+    /// Public connections (HTTP, HTTPS, upgraded, TCP/TLS pipes) are closed after this long
+    /// without a byte moving either way.
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub idle_timeout: Duration,
     /// Interval of PINGs on tunnel sessions.

@@ -109,8 +109,18 @@ async fn serve_http_conn<I>(
         let sni = sni.clone();
         async move { proxy_http(shared, req, peer, local, proto, sni).await }
     });
-    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
-        tracing::debug!(%peer, error = %e, "public connection ended with an error");
+    // A connection on which no byte moves either way for `limits.idle_timeout` is closed
+    // (HTTP/1.1 keep-alive between requests, an HTTP/2 connection without traffic, a stalled
+    // exchange). Upgraded connections leave hyper and are watched by their pipe.
+    let (io, clock) = crate::io::Activity::new(io.into_inner());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "public connection ended with an error");
+        },
+        () = clock.idle_for(shared.cfg.limits.idle_timeout) => {
+            tracing::debug!(%peer, "idle public connection closed");
+        }
     }
 }
 

@@ -1,0 +1,121 @@
+//! End-to-end tests for the runtime's later additions: timeouts on public connections,
+//! WebSocket over HTTP/2 (RFC 8441), PROXY protocol to HTTP upstreams, edge-wide policies scoped
+//! to endpoint patterns, response compression and the bodies of local denials.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "tunnel/common.rs"]
+mod common;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::*;
+
+// ---------------------------------------------------------------- timeouts
+
+/// Reads until the peer closes (or resets) the connection; what was read.
+async fn until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = within(what, s.read_to_end(&mut buf)).await;
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let c = certs();
+    let mut cfg = edge_config(&c);
+    cfg.limits.header_timeout = Duration::from_millis(500);
+    let edge = start_edge(&c, cfg).await;
+    let up = upstream("app").await;
+    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://slow.example.test", up);
+    settled(&agent).await;
+    let http = edge.addrs().http.unwrap();
+
+    // Slowloris: a partial head, then silence. The edge hangs up without a response.
+    let mut slow = TcpStream::connect(http).await.unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\nHost: slow.example.test\r\nX-Slow: 1")
+        .await
+        .unwrap();
+    let got = until_closed(&mut slow, "slowloris connection closed").await;
+    assert!(!got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+
+    // A keep-alive connection waiting for its next request head is under the same limit.
+    let mut ka = TcpStream::connect(http).await.unwrap();
+    ka.write_all(b"GET /id/1 HTTP/1.1\r\nHost: slow.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let got = String::from_utf8_lossy(&until_closed(&mut ka, "keep-alive connection closed").await)
+        .into_owned();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with('1'), "{got}");
+    agent.shutdown().await;
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_public_connections_and_tunnel_pipes_are_closed() {
+    let c = certs();
+    let mut cfg = edge_config(&c);
+    cfg.limits.idle_timeout = Duration::from_millis(500);
+    cfg.limits.header_timeout = Duration::from_secs(600);
+    let edge = start_edge(&c, cfg).await;
+    let up = upstream("app").await;
+    let echo = tcp_echo().await;
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: web\n    url: http://idle.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"
+            ),
+        ),
+    );
+    let st = settled(&agent).await;
+    let http = edge.addrs().http.unwrap();
+
+    // A connection that never sends anything (not even enough to tell HTTP/1 from HTTP/2).
+    let mut silent = TcpStream::connect(http).await.unwrap();
+    assert!(until_closed(&mut silent, "silent connection closed").await.is_empty());
+
+    // An HTTP/2 connection that goes quiet after a request.
+    let tcp = TcpStream::connect(http).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://idle.example.test/id/7")
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = within("h2 request", h2.send_request(req)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(res);
+    let _ = within("idle h2 connection closed", conn).await;
+    assert!(h2.is_closed());
+
+    // A `tcp://` pipe through the tunnel with nothing moving.
+    let port: u16 = bound_url(&st, "echo")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let mut pipe = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    pipe.write_all(b"ping").await.unwrap();
+    let mut four = [0u8; 4];
+    within("echo", pipe.read_exact(&mut four)).await.unwrap();
+    assert_eq!(&four, b"ping");
+    assert!(until_closed(&mut pipe, "idle pipe closed").await.is_empty());
+    agent.shutdown().await;
+    edge.shutdown().await;
+}
