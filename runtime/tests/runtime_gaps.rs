@@ -81,7 +81,11 @@ async fn idle_public_connections_and_tunnel_pipes_are_closed() {
 
     // A connection that never sends anything (not even enough to tell HTTP/1 from HTTP/2).
     let mut silent = TcpStream::connect(http).await.unwrap();
-    assert!(until_closed(&mut silent, "silent connection closed").await.is_empty());
+    assert!(
+        until_closed(&mut silent, "silent connection closed")
+            .await
+            .is_empty()
+    );
 
     // An HTTP/2 connection that goes quiet after a request.
     let tcp = TcpStream::connect(http).await.unwrap();
@@ -118,4 +122,133 @@ async fn idle_public_connections_and_tunnel_pipes_are_closed() {
     assert!(until_closed(&mut pipe, "idle pipe closed").await.is_empty());
     agent.shutdown().await;
     edge.shutdown().await;
+}
+
+// ---------------------------------------------------------------- WebSocket over HTTP/2
+
+mod ws_h2 {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+
+    /// A WebSocket echo upstream (HTTP/1.1 upgrade).
+    async fn ws_echo_server() -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn tls_h2(
+        c: &Certs,
+        addr: std::net::SocketAddr,
+        host: &str,
+    ) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut cfg = rustls::ClientConfig::builder()
+            .with_root_certificates(c.roots.clone())
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+        within(
+            "tls connect",
+            tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
+        let c = certs();
+        let edge = start_edge(&c, edge_config(&c)).await;
+        let ws = ws_echo_server().await;
+        let agent = start_web_agent(&c, edge.addrs().tunnel, "https://ws.example.test", ws);
+        settled(&agent).await;
+        let https = edge.addrs().https.unwrap();
+
+        // The edge advertises SETTINGS_ENABLE_CONNECT_PROTOCOL on public HTTP/2.
+        let io = tls_h2(&c, https, "ws.example.test").await;
+        let (client, conn) = within("h2 handshake", h2::client::handshake(io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut client = within("h2 ready", client.ready()).await.unwrap();
+        let (res, _) = client
+            .send_request(
+                http::Request::get("https://ws.example.test/nothing")
+                    .body(())
+                    .unwrap(),
+                true,
+            )
+            .unwrap();
+        within("h2 response", res).await.unwrap();
+        assert!(client.is_extended_connect_protocol_enabled());
+
+        // Extended CONNECT with `:protocol websocket`, then WebSocket frames on the stream.
+        let io = tls_h2(&c, https, "ws.example.test").await;
+        let (mut sender, conn) = within(
+            "h2 handshake",
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri("https://ws.example.test/chat")
+            .version(http::Version::HTTP_2)
+            .header("sec-websocket-version", "13")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let res = within("extended connect", sender.send_request(req))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(!res.headers().contains_key("sec-websocket-accept"));
+        let stream = within("upgrade", hyper::upgrade::on(res)).await.unwrap();
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await;
+        for i in 0..3 {
+            let msg = format!("over h2 {i}");
+            within("ws send", ws.send(Message::text(msg.clone())))
+                .await
+                .unwrap();
+            let echoed = within("ws recv", ws.next()).await.unwrap().unwrap();
+            assert_eq!(echoed.into_text().unwrap().as_str(), msg);
+        }
+        let big = vec![9u8; 200_000];
+        within("ws send big", ws.send(Message::binary(big.clone())))
+            .await
+            .unwrap();
+        let echoed = within("ws recv big", ws.next()).await.unwrap().unwrap();
+        assert_eq!(echoed.into_data().as_ref(), &big[..]);
+        within("ws close", ws.close(None)).await.unwrap();
+        agent.shutdown().await;
+        edge.shutdown().await;
+    }
 }

@@ -68,6 +68,8 @@ fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
+        // RFC 8441: WebSocket (and other protocols) over HTTP/2 extended CONNECT.
+        .enable_connect_protocol()
         .initial_stream_window_size(crate::proto::STREAM_WINDOW)
         .initial_connection_window_size(crate::proto::CONN_WINDOW);
     b
@@ -305,7 +307,16 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     normalize_host(&raw)
 }
 
+/// The protocol a request upgrades to: HTTP/1.1 `Connection: upgrade` + `Upgrade`, or an
+/// HTTP/2 extended CONNECT (RFC 8441) with its `:protocol`.
 fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
+    if req.version() == Version::HTTP_2 && req.method() == Method::CONNECT {
+        return req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .and_then(|p| std::str::from_utf8(p.as_ref()).ok())
+            .map(str::to_owned);
+    }
     let conn_upgrade = req
         .headers()
         .get_all(header::CONNECTION)
@@ -375,6 +386,10 @@ async fn forward(
     let upgrade = is_upgrade(&req);
     let public_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let h2_upgrade = upgrade.is_some() && parts.version == Version::HTTP_2;
+    if let (true, Some(up)) = (h2_upgrade, &upgrade) {
+        extended_connect_as_get(&mut parts, up);
+    }
     let mut body = boxed(body);
     let mut decision = route.policy.on_http_request(&mut parts, &info);
     loop {
@@ -466,7 +481,14 @@ async fn forward(
     };
 
     if let (Some(up), Some(public_upgrade)) = (upgrade, public_upgrade) {
-        return Ok(finish_upgrade(shared, tres, up, public_upgrade, permit));
+        return Ok(finish_upgrade(
+            shared,
+            tres,
+            up,
+            public_upgrade,
+            permit,
+            h2_upgrade,
+        ));
     }
 
     let (mut rparts, rbody) = tres.into_parts();
@@ -513,12 +535,26 @@ fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
     r.into_parts().0
 }
 
+/// An HTTP/2 extended CONNECT (RFC 8441) becomes the HTTP/1.1 upgrade the upstream expects:
+/// the policy and the upstream see `GET`, and a WebSocket handshake gets the
+/// `Sec-WebSocket-Key` HTTP/2 does not carry (its `Sec-WebSocket-Accept` is dropped from the
+/// answer in [`finish_upgrade`]).
+fn extended_connect_as_get(parts: &mut http::request::Parts, proto: &str) {
+    parts.method = Method::GET;
+    if proto.eq_ignore_ascii_case("websocket") && !parts.headers.contains_key("sec-websocket-key") {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        insert(&mut parts.headers, "sec-websocket-key", &key);
+    }
+}
+
 fn finish_upgrade(
     shared: &Arc<Shared>,
     mut tres: Response<Incoming>,
     proto: String,
     public_upgrade: hyper::upgrade::OnUpgrade,
     permit: super::StreamPermit,
+    h2: bool,
 ) -> Response<Body> {
     let switched = tres.status() == StatusCode::OK
         && tres.headers().get(meta::STATUS).is_some_and(|v| v == "101");
@@ -539,13 +575,20 @@ fn finish_upgrade(
     }
     let tunnel_upgrade = hyper::upgrade::on(&mut tres);
     let mut res = Response::new(empty());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let mut headers = std::mem::take(tres.headers_mut());
     headers.remove(meta::STATUS);
     strip_hop_by_hop(&mut headers);
-    insert(&mut headers, "connection", "upgrade");
-    if let Ok(v) = HeaderValue::from_str(&proto) {
-        headers.insert(header::UPGRADE, v);
+    if h2 {
+        // RFC 8441 §5: a 2xx answers the extended CONNECT; no accept key, no upgrade headers.
+        *res.status_mut() = StatusCode::OK;
+        headers.remove("sec-websocket-accept");
+        headers.remove(header::CONTENT_LENGTH);
+    } else {
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        insert(&mut headers, "connection", "upgrade");
+        if let Ok(v) = HeaderValue::from_str(&proto) {
+            headers.insert(header::UPGRADE, v);
+        }
     }
     *res.headers_mut() = headers;
     let shared = shared.clone();
