@@ -252,3 +252,151 @@ mod ws_h2 {
         edge.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------- PROXY protocol to HTTP upstreams
+
+mod proxy_protocol {
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Reads a PROXY v1 or v2 header; the source address it announces.
+    async fn read_proxy_header(tcp: &mut TcpStream) -> Option<SocketAddr> {
+        let mut first = [0u8; 1];
+        tcp.read_exact(&mut first).await.ok()?;
+        if first[0] == b'P' {
+            let mut line = vec![b'P'];
+            while !line.ends_with(b"\r\n") && line.len() < 108 {
+                tcp.read_exact(&mut first).await.ok()?;
+                line.push(first[0]);
+            }
+            let line = String::from_utf8(line).ok()?;
+            let f: Vec<&str> = line.trim_end().split(' ').collect();
+            return Some(SocketAddr::new(
+                f.get(2)?.parse().ok()?,
+                f.get(4)?.parse().ok()?,
+            ));
+        }
+        let mut head = [0u8; 16];
+        head[0] = first[0];
+        tcp.read_exact(&mut head[1..]).await.ok()?;
+        if &head[..12] != b"\r\n\r\n\0\r\nQUIT\n" || head[12] != 0x21 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+        let mut rest = vec![0u8; len];
+        tcp.read_exact(&mut rest).await.ok()?;
+        let (ip, port_at): (IpAddr, usize) = match head[13] {
+            0x11 => (<[u8; 4]>::try_from(&rest[..4]).ok()?.into(), 8),
+            0x21 => (<[u8; 16]>::try_from(&rest[..16]).ok()?.into(), 32),
+            _ => return None,
+        };
+        let port = u16::from_be_bytes([rest[port_at], rest[port_at + 1]]);
+        Some(SocketAddr::new(ip, port))
+    }
+
+    /// An HTTP/1.1 upstream behind PROXY protocol: answers `src=<announced source> conn=<n>`,
+    /// `n` counting the upstream connections it accepted.
+    async fn proxied_upstream() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicU64::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = l.accept().await {
+                let n = conns.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Some(src) = read_proxy_header(&mut tcp).await else {
+                        return; // no header: hang up, as a real PROXY-only server does
+                    };
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(format!("src={src} conn={n}")),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Two requests over one public HTTP/1.1 connection; the bodies and the client's address.
+    async fn two_requests(edge_http: SocketAddr, host: &str) -> (SocketAddr, [String; 2]) {
+        let tcp = TcpStream::connect(edge_http).await.unwrap();
+        let me = tcp.local_addr().unwrap();
+        let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut out = [String::new(), String::new()];
+        for o in &mut out {
+            within("ready", s.ready()).await.unwrap();
+            let req = http::Request::get("/whoami")
+                .header("host", host)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            let res = within("request", s.send_request(req)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let body = within("body", res.into_body().collect()).await.unwrap();
+            *o = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+        }
+        (me, out)
+    }
+
+    fn conn_of(body: &str) -> &str {
+        body.split_once(" conn=").unwrap().1
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_upstreams_get_a_proxy_header_per_public_client_connection() {
+        let c = certs();
+        let edge = start_edge(&c, edge_config(&c)).await;
+        let up = proxied_upstream().await;
+        let agent = start_agent(
+            &c,
+            &agent_yaml(
+                &c,
+                edge.addrs().tunnel,
+                TOKEN,
+                &format!(
+                    "  - name: v1\n    url: http://pp1.example.test\n    upstream: {{ url: 'http://{up}', proxy_protocol: 1 }}\n  - name: v2\n    url: http://pp2.example.test\n    upstream: {{ url: 'http://{up}', proxy_protocol: 2 }}\n"
+                ),
+            ),
+        );
+        settled(&agent).await;
+        let http = edge.addrs().http.unwrap();
+        for host in ["pp1.example.test", "pp2.example.test"] {
+            let (me_a, a) = two_requests(http, host).await;
+            let (me_b, b) = two_requests(http, host).await;
+            // The upstream sees each public client's own address…
+            assert!(
+                a[0].starts_with(&format!("src={me_a} ")),
+                "{host}: {a:?} vs {me_a}"
+            );
+            assert!(
+                a[1].starts_with(&format!("src={me_a} ")),
+                "{host}: {a:?} vs {me_a}"
+            );
+            assert!(
+                b[0].starts_with(&format!("src={me_b} ")),
+                "{host}: {b:?} vs {me_b}"
+            );
+            // …one public connection's requests share an upstream connection, two public
+            // connections never do.
+            assert_eq!(conn_of(&a[0]), conn_of(&a[1]), "{host}: {a:?}");
+            assert_eq!(conn_of(&b[0]), conn_of(&b[1]), "{host}: {b:?}");
+            assert_ne!(conn_of(&a[0]), conn_of(&b[0]), "{host}: {a:?} {b:?}");
+        }
+        agent.shutdown().await;
+        edge.shutdown().await;
+    }
+}

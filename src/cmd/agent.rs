@@ -76,7 +76,7 @@ pub struct QuickArgs {
     /// Upstream application protocol.
     #[arg(long, value_enum)]
     pub upstream_protocol: Option<UpstreamProto>,
-    /// Send a PROXY protocol header (1 or 2) to the upstream (tcp and tls).
+    /// Send a PROXY protocol header (1 or 2) to the upstream at the start of each connection.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub proxy_protocol: Option<u8>,
     /// Do not verify the certificate of an `https://` upstream.
@@ -311,7 +311,8 @@ mod tests {
         assert_eq!(e[0].proto, EndpointProto::Tls);
         assert_eq!(e[0].upstream.proxy_protocol, Some(ProxyVersion::V2));
         assert!(plan(&["tcp", "22", "--url", "https://x.test"]).is_err());
-        assert!(plan(&["http", "8080", "--proxy-protocol", "1"]).is_err());
+        let (_, e) = plan(&["http", "8080", "--proxy-protocol", "1"]).unwrap();
+        assert_eq!(e[0].upstream.proxy_protocol, Some(ProxyVersion::V1));
         assert!(plan(&[]).is_err());
     }
 

@@ -138,7 +138,9 @@ pub struct UpstreamConfig {
     /// `http1` (default) or `http2` (h2c for `http://`, ALPN for `https://`).
     #[serde(default)]
     pub protocol: Option<UpstreamProtocol>,
-    /// PROXY protocol header sent to the upstream (tcp and tls endpoints).
+    /// PROXY protocol header sent to the upstream at the start of each connection, naming the
+    /// public client. For `http`/`https` endpoints upstream connections are then pooled per
+    /// public client connection, never shared between clients.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyVersionConfig>,
 }
@@ -363,11 +365,6 @@ pub fn parse_upstream(
                 proto.scheme()
             ));
         }
-    }
-    if cfg.proxy_protocol.is_some() && !raw_proto {
-        return Err(
-            "proxy_protocol is only supported for tcp and tls endpoints in this build".into(),
-        );
     }
     Ok(Upstream {
         scheme,

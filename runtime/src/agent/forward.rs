@@ -32,6 +32,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) struct LocalEndpoint {
     pub spec: EndpointSpec,
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// For HTTP upstreams behind a PROXY header: pools per public client address.
+    proxied: Option<super::proxied::ProxiedClients>,
     tls: Arc<rustls::ClientConfig>,
     bound: Mutex<Option<(String, String)>>,
     policy: Mutex<(Option<PolicySource>, Option<SystemTime>)>,
@@ -70,6 +72,10 @@ impl LocalEndpoint {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         };
+        let proxied = up
+            .proxy_protocol
+            .filter(|_| up.scheme != "tcp")
+            .map(|v| super::proxied::ProxiedClients::new(v, up.http2, tls.clone()));
         let mut upgrade_tls = tls.clone();
         upgrade_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut http = HttpConnector::new();
@@ -95,6 +101,7 @@ impl LocalEndpoint {
             policy: Mutex::new((spec.policy.clone(), policy_mtime)),
             spec,
             client,
+            proxied,
             tls: Arc::new(upgrade_tls),
             bound: Mutex::new(None),
         })
@@ -172,6 +179,7 @@ impl LocalEndpoint {
             Ok(u) => u,
             Err(e) => return self.upstream_error(&e),
         };
+        let client_addr = client_addr(&parts.headers);
         remove_reserved(&mut parts.headers);
         if let Some(h) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
             parts.headers.insert(header::HOST, h);
@@ -186,7 +194,14 @@ impl LocalEndpoint {
         if up.http2 {
             out.headers_mut().remove(header::HOST);
         }
-        match self.client.request(out).await {
+        let sent = match (&self.proxied, client_addr) {
+            (None, _) => self.client.request(out).await,
+            (Some(p), Some(src)) => p.client(src).request(out).await,
+            (Some(_), None) => {
+                return self.upstream_error(&"the stream carries no client address");
+            }
+        };
+        match sent {
             Ok(res) => {
                 let (mut parts, body) = res.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -197,9 +212,11 @@ impl LocalEndpoint {
         }
     }
 
-    async fn connect_upstream(&self) -> Result<Box<dyn Io>, String> {
+    /// Connects to the upstream; with `proxy_protocol` set, the PROXY header naming `src` (the
+    /// public client) goes first, before any TLS.
+    async fn connect_upstream(&self, src: Option<SocketAddr>) -> Result<Box<dyn Io>, String> {
         let up = &self.spec.upstream;
-        let tcp = tokio::time::timeout(
+        let mut tcp = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             TcpStream::connect(&up.authority),
         )
@@ -207,6 +224,12 @@ impl LocalEndpoint {
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
+        if let (Some(v), Some(src)) = (up.proxy_protocol, src) {
+            let dst = tcp.peer_addr().map_err(|e| e.to_string())?;
+            tcp.write_all(&crate::proxy_protocol::encode(v, src, dst))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if up.scheme != "https" {
             return Ok(Box::new(tcp));
         }
@@ -224,27 +247,10 @@ impl LocalEndpoint {
     }
 
     async fn serve_raw(&self, req: Request<Incoming>) -> Response<Body> {
-        let mut io = match self.connect_upstream().await {
+        let mut io = match self.connect_upstream(client_addr(req.headers())).await {
             Ok(io) => io,
             Err(e) => return self.upstream_error(&e),
         };
-        if let Some(v) = self.spec.upstream.proxy_protocol {
-            let src: Option<SocketAddr> = req
-                .headers()
-                .get(meta::CLIENT_ADDR)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.parse().ok());
-            let dst: Option<SocketAddr> = tokio::net::lookup_host(&self.spec.upstream.authority)
-                .await
-                .ok()
-                .and_then(|mut a| a.next());
-            if let (Some(src), Some(dst)) = (src, dst) {
-                let header = crate::proxy_protocol::encode(v, src, dst);
-                if let Err(e) = io.write_all(&header).await {
-                    return self.upstream_error(&e);
-                }
-            }
-        }
         let name = self.spec.name.clone();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
@@ -270,7 +276,7 @@ impl LocalEndpoint {
             return pages::UNKNOWN_ENDPOINT_AT_AGENT.response("malformed upgrade stream");
         };
         let host = req.uri().host().map(str::to_owned);
-        let io = match self.connect_upstream().await {
+        let io = match self.connect_upstream(client_addr(req.headers())).await {
             Ok(io) => io,
             Err(e) => return self.upstream_error(&e),
         };
@@ -341,6 +347,13 @@ impl LocalEndpoint {
         *r.headers_mut() = out_headers;
         r
     }
+}
+
+/// The public client's address from the stream metadata.
+fn client_addr(h: &http::HeaderMap) -> Option<SocketAddr> {
+    h.get(meta::CLIENT_ADDR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
 }
 
 fn remove_reserved(h: &mut http::HeaderMap) {

@@ -4,6 +4,7 @@
 mod backoff;
 mod config;
 mod forward;
+mod proxied;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
