@@ -35,8 +35,16 @@ fn logs_to_a_pipe_carry_no_colour_escapes() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains("INFO") && err.contains("stopped"), "{err}");
-    assert!(!err.contains('\u{1b}'), "ANSI escape in piped logs: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape in piped logs: {err:?}"
+    );
 }
