@@ -194,14 +194,11 @@ pub fn non_indexable_rules(n: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// A `cel` crate context holding the request as maps, and an `inCidrRanges` function doing
-/// what a user of the crate would write: parse each CIDR and test it.
-///
-/// # Panics
-/// When the `cel` crate rejects the setup (a bug in the workload).
+/// The request as the `cel` crate's variables: `req` (method, URL parts, headers as lists,
+/// user agent) and `conn` (client address), as nested maps — what a user of the crate binds for
+/// each request.
 #[must_use]
-pub fn cel_context(req: &OwnedRequest) -> cel::Context<'static, 'static> {
-    let mut ctx = cel::Context::default();
+pub fn cel_request_vars(req: &OwnedRequest) -> [(&'static str, cel::Value); 2] {
     let mut url: HashMap<String, cel::Value> = HashMap::new();
     url.insert("path".into(), req.path.clone().into());
     url.insert("host".into(), req.url_host.clone().into());
@@ -228,8 +225,21 @@ pub fn cel_context(req: &OwnedRequest) -> cel::Context<'static, 'static> {
             .unwrap_or_default()
             .into(),
     );
-    ctx.add_variable_from_value("req", r);
-    ctx.add_variable_from_value("conn", conn);
+    [("req", r.into()), ("conn", conn.into())]
+}
+
+/// A `cel` crate context holding the request as maps ([`cel_request_vars`]), and an
+/// `inCidrRanges` function doing what a user of the crate would write: parse each CIDR and
+/// test it.
+///
+/// # Panics
+/// When the `cel` crate rejects the setup (a bug in the workload).
+#[must_use]
+pub fn cel_context(req: &OwnedRequest) -> cel::Context<'static, 'static> {
+    let mut ctx = cel::Context::default();
+    for (name, value) in cel_request_vars(req) {
+        ctx.add_variable_from_value(name, value);
+    }
     ctx.add_function(
         "inCidrRanges",
         |ip: Arc<String>, list: Arc<Vec<cel::Value>>| -> bool {

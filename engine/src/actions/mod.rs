@@ -1,6 +1,7 @@
 //! Actions: compiled from their configs once, run per request without I/O. Actions that need
 //! I/O stop the phase with [`Decision::External`] for the runtime to carry out.
 
+pub mod breaker;
 pub mod jwt;
 pub mod ratelimit;
 pub(crate) mod template;
@@ -21,6 +22,7 @@ use crate::eval::{RestrictOutcome, Scratch, StrField, UrlParts, eval_value, read
 use crate::program::view::RequestView;
 use crate::program::{Decision, Effect, HeaderList, Resume};
 use crate::value::{Key, MapValue, Value};
+use breaker::{BreakerConfig, BreakerVerdict, CircuitBreakerStore};
 use ratelimit::{RateLimitStore, RateVerdict};
 use template::{Tmpl, ValueTmpl, to_text};
 
@@ -28,6 +30,10 @@ use template::{Tmpl, ValueTmpl, to_text};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub rate_limits: Arc<dyn RateLimitStore>,
+    pub breakers: Arc<dyn CircuitBreakerStore>,
+    /// Every `circuit-breaker` action of the program by [`CircuitBreaker::index`]: its state
+    /// key and settings, for [`crate::Program::report`].
+    pub breaker_list: Vec<(Arc<str>, BreakerConfig)>,
 }
 
 /// What an action tells the rule loop.
@@ -94,6 +100,7 @@ pub(crate) enum Action {
     RestrictIps(Box<RestrictIps>),
     BasicAuth(Box<BasicAuth>),
     RateLimit(Box<RateLimit>),
+    CircuitBreaker(Box<CircuitBreaker>),
     Jwt(Box<JwtAction>),
     Compress {
         algorithms: Arc<[Arc<str>]>,
@@ -143,6 +150,24 @@ pub(crate) struct JwtAction {
     challenge: HeaderList,
 }
 
+/// A compiled `circuit-breaker`; `index` and `key` are assigned once the whole program is
+/// compiled ([`number_breakers`]).
+#[derive(Debug)]
+pub(crate) struct CircuitBreaker {
+    index: u32,
+    key: Arc<str>,
+    config: BreakerConfig,
+    enforce: bool,
+}
+
+/// A `circuit-breaker` admission the runtime must report back with [`crate::Program::report`]
+/// once it knows what became of the request (listed by [`Scratch::breaker_tokens`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerToken {
+    pub(crate) index: u32,
+    pub(crate) ticket: breaker::Ticket,
+}
+
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     name: String,
@@ -168,6 +193,7 @@ impl Action {
             Action::RestrictIps(_) => "restrict-ips",
             Action::BasicAuth(_) => "basic-auth",
             Action::RateLimit(_) => "rate-limit",
+            Action::CircuitBreaker(_) => "circuit-breaker",
             Action::Jwt(_) => "jwt-validation",
             Action::Compress { .. } => "compress-response",
             Action::Forward { .. } => "forward-internal",
@@ -321,7 +347,6 @@ const EXTERNAL: &[&str] = &[
     "verify-webhook",
     "terminate-tls",
     "http-request",
-    "circuit-breaker",
 ];
 
 /// Compiles one action of a rule in `phase`.
@@ -510,6 +535,12 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
                 bucket_key,
             }))
         }
+        "circuit-breaker" => Action::CircuitBreaker(Box::new(CircuitBreaker {
+            index: 0,
+            key: Arc::from(""),
+            config: breaker_config(c)?,
+            enforce: get_bool(c, "enforce", true)?,
+        })),
         "compress-response" => {
             let mut algorithms = string_list(c, "algorithms")?;
             if algorithms.is_empty() {
@@ -552,6 +583,77 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
         },
         other => return Err(format!("the action `{other}` is not supported")),
     })
+}
+
+fn breaker_duration(config: &ConfigValue, key: &str) -> Result<Option<Duration>, String> {
+    let d = match get(config, key) {
+        None => return Ok(None),
+        Some(ConfigValue::Duration(d)) => *d,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| wicket_policy::model::duration::parse_duration(s).ok())
+            .ok_or_else(|| format!("`{key}` must be a duration such as `10s`"))?,
+    };
+    if !(Duration::from_secs(1)..=Duration::from_secs(120)).contains(&d) {
+        return Err(format!("`{key}` must be between 1s and 2m"));
+    }
+    Ok(Some(d))
+}
+
+fn breaker_config(c: &ConfigValue) -> Result<BreakerConfig, String> {
+    let defaults = BreakerConfig::default();
+    let error_threshold = match get(c, "error_threshold") {
+        None => defaults.error_threshold,
+        Some(ConfigValue::Float(f)) => *f,
+        #[expect(clippy::cast_precision_loss, reason = "checked to be 0 or 1 below")]
+        Some(ConfigValue::Int(i)) => *i as f64,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or("`error_threshold` must be a number between 0.0 and 1.0")?,
+    };
+    if !(0.0..=1.0).contains(&error_threshold) {
+        return Err("`error_threshold` must be between 0.0 and 1.0".into());
+    }
+    let volume_threshold = match get_int(c, "volume_threshold")? {
+        None => defaults.volume_threshold,
+        Some(v) => u64::try_from(v)
+            .ok()
+            .filter(|v| (1..=2_000_000_000).contains(v))
+            .ok_or("`volume_threshold` must be between 1 and 2000000000")?,
+    };
+    let buckets = match get_int(c, "num_buckets")? {
+        None => defaults.buckets,
+        Some(v) => u32::try_from(v)
+            .ok()
+            .filter(|v| (1..=100).contains(v))
+            .ok_or("`num_buckets` must be between 1 and 100 (ngrok fixes it at 10)")?,
+    };
+    Ok(BreakerConfig {
+        error_threshold,
+        volume_threshold,
+        window: breaker_duration(c, "window_duration")?.unwrap_or(defaults.window),
+        tripped: breaker_duration(c, "tripped_duration")?.unwrap_or(defaults.tripped),
+        buckets,
+    })
+}
+
+/// Gives every `circuit-breaker` action of a compiled program its index and state key (the
+/// rule label and the action's position: `on_http_request[0]#1`), and lists them.
+pub(crate) fn number_breakers<'a>(
+    rules: impl Iterator<Item = (&'a Arc<str>, &'a mut Vec<Action>)>,
+) -> Vec<(Arc<str>, BreakerConfig)> {
+    let mut list = Vec::new();
+    for (label, actions) in rules {
+        for (a, action) in actions.iter_mut().enumerate() {
+            if let Action::CircuitBreaker(cb) = action {
+                cb.index = u32::try_from(list.len()).unwrap_or(u32::MAX);
+                cb.key = Arc::from(format!("{label}#{a}"));
+                list.push((cb.key.clone(), cb.config.clone()));
+            }
+        }
+    }
+    list
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,6 +1054,32 @@ pub(crate) fn run<V: RequestView + ?Sized>(
                     })
                 }
                 _ => Flow::Continue,
+            }
+        }
+        Action::CircuitBreaker(cb) => {
+            if !cb.enforce {
+                // `enforce: false` never trips (and the action has no result variables).
+                return Ok(Flow::Continue);
+            }
+            match shared.breakers.admit(&cb.key, &cb.config) {
+                BreakerVerdict::Allowed(ticket) => {
+                    st.breakers.push(BreakerToken {
+                        index: cb.index,
+                        ticket,
+                    });
+                    Flow::Continue
+                }
+                BreakerVerdict::Open { retry_after } => {
+                    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                    Flow::Stop(Decision::Reject {
+                        status: 503,
+                        headers: Arc::from(vec![(
+                            Arc::from("retry-after"),
+                            Arc::from(secs.to_string()),
+                        )]),
+                        code: Some("ERR_NGROK_3202"),
+                    })
+                }
             }
         }
         Action::Jwt(j) => run_jwt(j, view, st)?,

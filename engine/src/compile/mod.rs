@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use wicket_policy::Phase;
 
+use crate::actions::breaker::{CircuitBreakerStore, MemoryCircuitBreakers};
 use crate::actions::ratelimit::{MemoryRateLimits, RateLimitStore};
 use crate::actions::{self, Shared};
 use crate::eval::{CmpOp, IntField, IpField, Node, StrField, StrOp};
@@ -36,6 +37,9 @@ pub struct CompileError {
 pub struct Options {
     /// Rate-limit state; an in-memory store when `None`.
     pub rate_limits: Option<Arc<dyn RateLimitStore>>,
+    /// Circuit-breaker state; an in-memory store when `None`. Breakers are keyed by rule label
+    /// and action position, so share a store only between versions of one endpoint's policy.
+    pub circuit_breakers: Option<Arc<dyn CircuitBreakerStore>>,
     /// Build no rule index (every rule is a candidate): for comparisons and tests.
     pub no_index: bool,
 }
@@ -81,9 +85,22 @@ pub fn compile_with(policy: &PolicyIr, options: Options) -> Result<Program, Comp
     let rate_limits = options
         .rate_limits
         .unwrap_or_else(|| Arc::new(MemoryRateLimits::default()));
+    let breaker_list = actions::number_breakers(
+        phases
+            .iter_mut()
+            .flat_map(|p| p.rules.iter_mut())
+            .map(|r| (&r.label, &mut r.actions)),
+    );
+    let breakers = options
+        .circuit_breakers
+        .unwrap_or_else(|| Arc::new(MemoryCircuitBreakers::default()));
     Ok(Program {
         phases,
-        shared: Arc::new(Shared { rate_limits }),
+        shared: Arc::new(Shared {
+            rate_limits,
+            breakers,
+            breaker_list,
+        }),
     })
 }
 

@@ -345,6 +345,8 @@ pub struct Scratch {
     general_used: std::cell::Cell<bool>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) candidates: Vec<u32>,
+    /// `circuit-breaker` admissions to report once the upstream answered.
+    pub(crate) breakers: Vec<crate::actions::BreakerToken>,
 }
 
 impl Scratch {
@@ -372,6 +374,7 @@ impl Scratch {
         }
         self.effects.clear();
         self.candidates.clear();
+        self.breakers.clear();
     }
 
     /// Notes that the general path may fill the lazily parsed caches.

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use wicket_grammar::Expr;
 use wicket_policy::Phase;
 
+pub use crate::actions::BreakerToken;
+pub use crate::actions::breaker::Upstream;
 use crate::actions::{self, Action, Flow};
 use crate::error::EvalError;
 pub use crate::eval::Scratch;
@@ -74,7 +76,7 @@ pub enum Decision {
         resume_on_error: Option<Resume>,
     },
     /// An action that needs I/O (`oauth`, `openid-connect`, `jwt-validation`, `verify-webhook`,
-    /// `http-request`, `terminate-tls`, `circuit-breaker`): the runtime carries it out, records
+    /// `http-request`, `terminate-tls`): the runtime carries it out, records
     /// its result variables with [`Scratch::set_action_result`] and calls [`Program::resume`]
     /// unless the action terminated the request.
     External {
@@ -485,6 +487,23 @@ impl Program {
         }
     }
 
+    /// Reports what became of a request a `circuit-breaker` admitted (each token of
+    /// [`Scratch::breaker_tokens`] once): the upstream's status, [`Upstream::Failed`] when it
+    /// gave no response, [`Upstream::NotSent`] when the request was answered without it. A token
+    /// of another program is ignored.
+    pub fn report(&self, token: BreakerToken, result: Upstream) {
+        if let Some((key, config)) = self.shared.breaker_list.get(token.index as usize) {
+            self.shared
+                .breakers
+                .report(key, config, token.ticket, result);
+        }
+    }
+
+    /// [`Program::report`] of an upstream response with `status` (5xx counts as a failure).
+    pub fn report_response(&self, token: BreakerToken, status: u16) {
+        self.report(token, Upstream::Response(status));
+    }
+
     fn candidates<V: RequestView + ?Sized>(
         index: &Index,
         view: &V,
@@ -690,6 +709,14 @@ impl Scratch {
             out.push((crate::eval::RESTRICT_IPS, outcome.to_value()));
         }
         out
+    }
+
+    /// The `circuit-breaker` admissions of the last request-phase evaluation: report each with
+    /// [`Program::report`] once the request's fate is known (a half-open breaker admits one
+    /// probe and waits for its report).
+    #[must_use]
+    pub fn breaker_tokens(&self) -> &[BreakerToken] {
+        &self.breakers
     }
 
     /// Records the result variables of an external action before [`Program::resume`].
