@@ -8,6 +8,10 @@
 //! over an owned copy of the scratch space with the handler's result recorded. A decision the
 //! edge cannot carry out ends the request closed with a 500 naming the action; it is never
 //! skipped.
+//!
+//! `circuit-breaker` admissions ride on a request that goes upstream (a request extension) and
+//! are reported with the upstream's status in `on_http_response`; a request answered without
+//! the upstream reports them as not sent.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -22,7 +26,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use wicket_engine::compile::ir::PolicyIr;
 use wicket_engine::program::RequestView;
-use wicket_engine::program::Resume;
+use wicket_engine::program::{BreakerToken, Resume, Upstream};
 use wicket_engine::{Decision, Effect, Program, Scratch};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
@@ -477,6 +481,13 @@ impl EndpointPolicy for ProgramPolicy {
         req: &http::request::Parts,
         conn: &ConnInfo,
     ) -> ResDecision {
+        if let Some(BreakerTokens(tokens)) = req.extensions.get::<BreakerTokens>() {
+            for (program, token) in tokens {
+                if Arc::ptr_eq(program, &self.0.program) {
+                    self.0.program.report_response(*token, res.status.as_u16());
+                }
+            }
+        }
         with_scratch(|scratch| {
             let out = {
                 let mut view = HttpView::request(req, conn);
@@ -517,6 +528,7 @@ impl Shared {
                 }));
             }
         }
+        self.settle_breakers(req, scratch, decision == Decision::Continue);
         let effects = scratch.effects().get(applied..).unwrap_or_default();
         apply_header_effects(&mut req.headers, effects, &self.origin);
         for e in effects {
@@ -550,6 +562,35 @@ impl Shared {
         }
     }
 
+    /// Hands the request's `circuit-breaker` admissions to its response phase when it goes
+    /// upstream (a request extension), or reports them as not sent.
+    fn settle_breakers(
+        &self,
+        req: &mut http::request::Parts,
+        scratch: &mut Scratch,
+        forwarded: bool,
+    ) {
+        if scratch.breaker_tokens().is_empty() {
+            return;
+        }
+        if forwarded {
+            let mut tokens = req
+                .extensions
+                .remove::<BreakerTokens>()
+                .unwrap_or(BreakerTokens(Vec::new()));
+            tokens.0.extend(
+                scratch
+                    .take_breaker_tokens()
+                    .map(|t| (self.program.clone(), t)),
+            );
+            req.extensions.insert(tokens);
+        } else {
+            for t in scratch.take_breaker_tokens() {
+                self.program.report(t, Upstream::NotSent);
+            }
+        }
+    }
+
     /// Resumes the request phase at `resume` over `scratch`.
     fn resume(
         self: &Arc<Self>,
@@ -566,6 +607,11 @@ impl Shared {
         self.settle(req, conn, &mut scratch, decision, applied)
     }
 }
+
+/// The `circuit-breaker` admissions of a request forwarded upstream, by program (an edge
+/// policy and the endpoint's may both have some), reported when its response arrives.
+#[derive(Clone, Debug)]
+struct BreakerTokens(Vec<(Arc<Program>, BreakerToken)>);
 
 /// A request phase suspended at an external action.
 struct ExternalStep {

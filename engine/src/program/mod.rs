@@ -719,6 +719,12 @@ impl Scratch {
         &self.breakers
     }
 
+    /// Takes the `circuit-breaker` admissions out (see [`Scratch::breaker_tokens`]), so that a
+    /// resumed evaluation does not list them again.
+    pub fn take_breaker_tokens(&mut self) -> std::vec::Drain<'_, BreakerToken> {
+        self.breakers.drain(..)
+    }
+
     /// Records the result variables of an external action before [`Program::resume`].
     pub fn set_action_result(&mut self, namespace: &'static str, value: Value) {
         self.set_result(namespace, value);

@@ -532,6 +532,8 @@ fn clone_parts(p: &http::request::Parts) -> http::request::Parts {
     *r.uri_mut() = p.uri.clone();
     *r.version_mut() = p.version;
     *r.headers_mut() = p.headers.clone();
+    // The policies' per-request state (circuit-breaker admissions) reaches the response phase.
+    *r.extensions_mut() = p.extensions.clone();
     r.into_parts().0
 }
 
