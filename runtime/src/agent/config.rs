@@ -111,7 +111,8 @@ pub struct EndpointConfig {
     /// Traffic policy file (YAML or JSON).
     #[serde(default)]
     pub traffic_policy_file: Option<PathBuf>,
-    /// Only `public` is supported.
+    /// At most one of `public` and `internal`; inferred from the URL when absent
+    /// (`*.internal` names are internal, reachable only through `forward-internal`).
     #[serde(default)]
     pub bindings: Vec<String>,
     /// Verify the upstream's certificate for `https://` upstreams (default true).
@@ -258,10 +259,30 @@ impl AgentConfig {
 impl EndpointConfig {
     fn resolve(&self, base_dir: &Path) -> Result<EndpointSpec, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(format!("endpoint `{}`: {m}", self.name));
-        if let Some(b) = self.bindings.iter().find(|b| b.as_str() != "public") {
-            return Err(invalid(format!(
-                "binding `{b}` is not supported (only `public`)"
-            )));
+        // The binding follows from the URL (spec §7.2): `*.internal` names are internal.
+        let internal = self.url.as_deref().is_some_and(is_internal_url);
+        if self.bindings.len() > 1 {
+            return Err(invalid("an endpoint has at most one binding".into()));
+        }
+        if let Some(b) = self.bindings.first() {
+            match (b.as_str(), internal) {
+                ("public", false) | ("internal", true) => {}
+                ("public", true) => {
+                    return Err(invalid(
+                        "binding `public` does not fit a `.internal` URL".into(),
+                    ));
+                }
+                ("internal", false) => {
+                    return Err(invalid(
+                        "binding `internal` needs a URL ending in `.internal`".into(),
+                    ));
+                }
+                (other, _) => {
+                    return Err(invalid(format!(
+                        "binding `{other}` is not supported (only `public` and `internal`)"
+                    )));
+                }
+            }
         }
         let proto = match self
             .url
@@ -308,6 +329,14 @@ impl EndpointConfig {
             policy_file,
         })
     }
+}
+
+/// True when `url` (`scheme://host[:port]` or a bare host) names an internal endpoint.
+fn is_internal_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', ':']).next().unwrap_or(rest);
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "internal" || host.ends_with(".internal")
 }
 
 /// Reads a policy file into a [`PolicySource`].
@@ -418,6 +447,35 @@ endpoints:
         assert_eq!(eps[1].proto, EndpointProto::Tcp);
         assert_eq!(eps[1].upstream.proxy_protocol, Some(ProxyVersion::V2));
         assert_eq!(eps[2].upstream.scheme, "tcp");
+    }
+
+    #[test]
+    fn bindings_follow_the_url() {
+        let ep = |url: &str, bindings: &str| {
+            let text = format!(
+                "version: 3\nagent: {{authtoken: a, connect_url: b}}\nendpoints:\n  - name: e\n    url: {url}\n    upstream: {{url: 8080}}\n    bindings: {bindings}\n"
+            );
+            AgentConfig::from_yaml(&text, "x")
+                .unwrap()
+                .resolve(Path::new("."))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(ep("https://svc.internal", "[]").is_ok());
+        assert!(ep("https://svc.internal", "[internal]").is_ok());
+        assert!(ep("http://a.b.internal:8080", "[internal]").is_ok());
+        assert!(ep("https://a.example.test", "[public]").is_ok());
+        for (url, b, needle) in [
+            ("https://svc.internal", "[public]", "`public`"),
+            ("https://a.example.test", "[internal]", "`.internal`"),
+            ("https://a.example.test", "[kubernetes]", "`kubernetes`"),
+            ("https://svc.internal", "[internal, public]", "at most one"),
+        ] {
+            let e = ep(url, b).unwrap_err();
+            assert!(e.contains(needle), "{url} {b}: {e}");
+        }
+        assert!(is_internal_url("svc.internal"));
+        assert!(!is_internal_url("https://internal.example.test"));
     }
 
     #[test]

@@ -496,7 +496,7 @@ impl Shared {
                     l,
                 ))))
             }
-            RouteKey::Host(..) => None,
+            RouteKey::Host(..) | RouteKey::Internal(..) => None,
         };
         tracing::info!(endpoint = %url, id = %id, owner = %sess.owner, "endpoint bound");
         reg.insert(Endpoint {
@@ -578,6 +578,11 @@ impl Shared {
                 Some(rest.to_owned())
             }
         };
+        if let Some(rest) = rest.as_deref()
+            && let Some(internal) = self.resolve_internal(req.proto, rest)?
+        {
+            return Ok(internal);
+        }
         match req.proto {
             EndpointProto::Tcp => {
                 let port = match rest.as_deref().and_then(|r| r.rsplit_once(':')) {
@@ -625,6 +630,58 @@ impl Shared {
                 Ok((RouteKey::Host(proto, pattern), url))
             }
         }
+    }
+
+    /// The route key and URL of an internal endpoint (`scheme://name.internal[:port]`), or
+    /// `None` when `rest` (the URL without its scheme) is not an internal name.
+    fn resolve_internal(
+        &self,
+        proto: EndpointProto,
+        rest: &str,
+    ) -> Result<Option<(RouteKey, String)>, Refusal> {
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        let pattern = match HostPattern::parse(host) {
+            Ok(p) if registry::is_internal_host(&p.to_string()) => p,
+            _ => return Ok(None),
+        };
+        let default_port = match proto {
+            EndpointProto::Http => 80,
+            EndpointProto::Https => 443,
+            EndpointProto::Tcp | EndpointProto::Tls => {
+                return Err(refusal(
+                    codes::BAD_URL,
+                    format!(
+                        "internal `{}` endpoints are not supported by this edge (only `http` and `https`)",
+                        proto.scheme()
+                    ),
+                ));
+            }
+        };
+        let name = pattern.to_string();
+        let labels = name.split('.').count() - 1;
+        if labels == 0 || labels > 5 {
+            return Err(refusal(
+                codes::BAD_URL,
+                format!("internal endpoint `{name}` needs 1 to 5 labels before `.internal`"),
+            ));
+        }
+        let port = match port {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(refusal(codes::BAD_URL, format!("invalid port `{p}`"))),
+            },
+        };
+        let scheme = proto.scheme();
+        let url = if port == default_port {
+            format!("{scheme}://{name}")
+        } else {
+            format!("{scheme}://{name}:{port}")
+        };
+        Ok(Some((RouteKey::Internal(proto, pattern, port), url)))
     }
 
     fn free_port(&self) -> Result<u16, Refusal> {

@@ -1,4 +1,8 @@
 //! The edge's table of bound endpoints and the routes to them.
+//!
+//! Public endpoints are found by the host (and protocol) of a public connection; internal
+//! endpoints (`*.internal`, spec §7.1–7.2) live in a separate table keyed by scheme, host and
+//! port that only `forward-internal` consults, so no public listener can ever reach them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +25,27 @@ pub(crate) struct SessionLink {
     pub streams: Arc<Semaphore>,
 }
 
-/// Where the public reaches an endpoint.
+/// Where an endpoint is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RouteKey {
+    /// A public HTTP, HTTPS or TLS endpoint, by host.
     Host(EndpointProto, HostPattern),
+    /// A public TCP endpoint, by edge port.
     Port(u16),
+    /// An internal endpoint (`scheme://name.internal[:port]`), reachable only through
+    /// `forward-internal`; the port is the URL's (or the scheme's default).
+    Internal(EndpointProto, HostPattern, u16),
+}
+
+/// The top-level domain of internal endpoints.
+pub(crate) const INTERNAL_TLD: &str = "internal";
+
+/// True when `host` (normalised, possibly `*.`-prefixed) names an internal endpoint.
+pub(crate) fn is_internal_host(host: &str) -> bool {
+    host == INTERNAL_TLD
+        || host
+            .strip_suffix(INTERNAL_TLD)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 /// Aborts a task when dropped (TCP endpoint listeners live as long as their endpoint).
@@ -68,6 +88,7 @@ pub(crate) struct Registry {
     https: HostTable<String>,
     tls: HostTable<String>,
     tcp: HashMap<u16, String>,
+    internal: HashMap<(EndpointProto, u16), HostTable<String>>,
     pub endpoints: HashMap<String, Endpoint>,
 }
 
@@ -106,6 +127,13 @@ impl Registry {
         self.route_of(id)
     }
 
+    /// The internal endpoint serving `scheme://host:port` (`host` normalised). Exact names win
+    /// over wildcards, the longest wildcard suffix wins, as for public hosts.
+    pub fn lookup_internal(&self, proto: EndpointProto, host: &str, port: u16) -> Option<Route> {
+        let id = self.internal.get(&(proto, port))?.lookup(host)?;
+        self.route_of(id)
+    }
+
     /// The session serving endpoint `id` now, if it is online.
     pub fn session_of(&self, id: &str) -> Option<SessionLink> {
         self.endpoints.get(id)?.session.clone()
@@ -121,6 +149,11 @@ impl Registry {
         match key {
             RouteKey::Host(proto, p) => self.table(*proto)?.get(p).map(String::as_str),
             RouteKey::Port(port) => self.tcp.get(port).map(String::as_str),
+            RouteKey::Internal(proto, p, port) => self
+                .internal
+                .get(&(*proto, *port))?
+                .get(p)
+                .map(String::as_str),
         }
     }
 
@@ -140,6 +173,12 @@ impl Registry {
             RouteKey::Port(port) => {
                 self.tcp.insert(*port, ep.id.clone());
             }
+            RouteKey::Internal(proto, p, port) => {
+                self.internal
+                    .entry((*proto, *port))
+                    .or_default()
+                    .insert(p, ep.id.clone());
+            }
         }
         self.endpoints.insert(ep.id.clone(), ep);
     }
@@ -155,6 +194,14 @@ impl Registry {
             }
             RouteKey::Port(port) => {
                 self.tcp.remove(port);
+            }
+            RouteKey::Internal(proto, p, port) => {
+                if let Some(t) = self.internal.get_mut(&(*proto, *port)) {
+                    t.remove(p);
+                    if t.is_empty() {
+                        self.internal.remove(&(*proto, *port));
+                    }
+                }
             }
         }
         Some(ep)
@@ -206,5 +253,86 @@ impl Registry {
     /// Removes everything (shutdown): closes TCP endpoint listeners.
     pub fn clear(&mut self) {
         *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(id: &str, key: RouteKey) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            url: format!("url-of-{id}"),
+            proto: EndpointProto::Https,
+            key,
+            owner: "o".into(),
+            resume: "r".into(),
+            session: None,
+            policy: Arc::new(crate::policy_hook::PassThrough),
+            offline_since: None,
+            _listener: None,
+        }
+    }
+
+    fn p(s: &str) -> HostPattern {
+        HostPattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn internal_endpoints_are_only_found_by_internal_lookups() {
+        let mut r = Registry::default();
+        let https = EndpointProto::Https;
+        r.insert(endpoint(
+            "a",
+            RouteKey::Internal(https, p("cam-1.site.internal"), 443),
+        ));
+        r.insert(endpoint(
+            "b",
+            RouteKey::Internal(https, p("*.site.internal"), 443),
+        ));
+        r.insert(endpoint(
+            "c",
+            RouteKey::Internal(EndpointProto::Http, p("cam-1.site.internal"), 8080),
+        ));
+        assert!(r.lookup_host(https, "cam-1.site.internal").is_none());
+        let id = |r: Option<Route>| r.map(|r| r.id);
+        assert_eq!(
+            id(r.lookup_internal(https, "cam-1.site.internal", 443)),
+            Some("a".into())
+        );
+        assert_eq!(
+            id(r.lookup_internal(https, "cam-2.site.internal", 443)),
+            Some("b".into())
+        );
+        assert_eq!(
+            id(r.lookup_internal(https, "cam-1.site.internal", 8080)),
+            None
+        );
+        assert_eq!(
+            id(r.lookup_internal(EndpointProto::Http, "cam-1.site.internal", 8080)),
+            Some("c".into())
+        );
+        assert_eq!(
+            r.find(&RouteKey::Internal(https, p("*.site.internal"), 443)),
+            Some("b")
+        );
+        r.remove("b");
+        assert_eq!(
+            id(r.lookup_internal(https, "cam-2.site.internal", 443)),
+            None
+        );
+        r.remove("a");
+        r.remove("c");
+        assert!(r.internal.is_empty());
+    }
+
+    #[test]
+    fn internal_host_names() {
+        assert!(is_internal_host("a.internal"));
+        assert!(is_internal_host("*.b.internal"));
+        assert!(!is_internal_host("a.internal.example.com"));
+        assert!(!is_internal_host("myinternal"));
+        assert!(!is_internal_host("a.xinternal"));
     }
 }
