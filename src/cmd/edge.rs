@@ -149,6 +149,11 @@ pub struct EdgeArgs {
     /// OAuth, `http-request` (repeatable; adds to the file's list).
     #[arg(long)]
     pub outbound_ca: Vec<PathBuf>,
+    /// A destination the `http-request` policy action may reach, `[scheme://]target[:port]`
+    /// (host, `*.suffix`, `*`, IP or CIDR; repeatable; adds to the file's
+    /// `http_request_allow`). None by default.
+    #[arg(long)]
+    pub http_request_allow: Vec<String>,
     /// Largest public request header block, in bytes.
     #[arg(long)]
     pub max_header_bytes: Option<usize>,
@@ -259,6 +264,8 @@ impl EdgeArgs {
         }
         cfg.authtokens.extend(self.authtoken.iter().cloned());
         cfg.outbound_cas.extend(self.outbound_ca.iter().cloned());
+        cfg.http_request_allow
+            .extend(self.http_request_allow.iter().cloned());
         Ok(cfg)
     }
 }

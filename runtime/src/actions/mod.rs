@@ -49,8 +49,11 @@ pub struct ActionEnv {
     /// This edge's 32-byte secret (persisted in the data directory); derive purpose-specific keys
     /// from it, never use it directly.
     pub secret: [u8; 32],
-    /// Destinations `http-request` may reach (edge config; empty: none).
-    pub http_request_allow: Vec<String>,
+    /// Destinations `http-request` may reach (edge setting `http_request_allow`; empty: none).
+    pub http_request_allow: http_request::AllowList,
+    /// The client TLS configuration of [`ActionEnv::client`] (same roots), for actions that need
+    /// their own connector (`http-request` pins the addresses it checked).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for ActionEnv {
@@ -78,6 +81,9 @@ pub enum ActionEnvError {
     /// A root certificate could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// An `http_request_allow` entry is invalid.
+    #[error(transparent)]
+    Allow(#[from] http_request::AllowError),
 }
 
 /// Why an outbound request failed.
@@ -133,8 +139,9 @@ impl ActionEnv {
         http.set_nodelay(true);
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let tls = Arc::new(tls);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -146,7 +153,8 @@ impl ActionEnv {
         Ok(Self {
             client,
             secret,
-            http_request_allow,
+            http_request_allow: http_request::AllowList::parse(&http_request_allow)?,
+            tls,
         })
     }
 

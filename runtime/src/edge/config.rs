@@ -42,6 +42,11 @@ pub struct EdgeConfig {
     /// PEM files of extra root certificates trusted by the edge's own outbound requests (JWKS,
     /// OpenID Connect discovery, OAuth token exchange, `http-request`), besides the system roots.
     pub outbound_cas: Vec<PathBuf>,
+    /// Destinations the `http-request` policy action may reach: `[scheme://]target[:port]` with a
+    /// host name, `*.suffix`, `*` (any name), an IP address or a CIDR range; empty (the default)
+    /// allows none. Names must resolve to public addresses unless an IP/CIDR entry covers them
+    /// (`wicket_runtime::actions::http_request::allow`).
+    pub http_request_allow: Vec<String>,
     /// Limits and timeouts.
     pub limits: Limits,
 }
@@ -67,6 +72,7 @@ impl Default for EdgeConfig {
             authtokens: Vec::new(),
             policy_file: None,
             outbound_cas: Vec::new(),
+            http_request_allow: Vec::new(),
             limits: Limits::default(),
         }
     }

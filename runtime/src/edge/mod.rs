@@ -117,7 +117,7 @@ impl EdgeBuilder {
                     None => Arc::new(ActionEnv::load(
                         &cfg.data_dir,
                         &cfg.outbound_cas,
-                        Vec::new(),
+                        cfg.http_request_allow.clone(),
                     )?),
                 };
                 Arc::new(EngineCompiler::new(env))

@@ -21,7 +21,7 @@ use super::registry::Route;
 use super::{IpGuard, Shared};
 use crate::body::{Body, boxed, empty, full, strip_hop_by_hop};
 use crate::io::Prefixed;
-use crate::pages;
+use crate::pages::{self, ErrorPage};
 use crate::policy_hook::{ConnDecision, ConnInfo, LocalResponse, ReqDecision, ResDecision};
 use crate::proto::control::EndpointProto;
 use crate::proto::meta;
@@ -361,6 +361,90 @@ async fn proxy_http(
     Ok(res)
 }
 
+/// The most `forward-internal` hops one request may take (public endpoint to internal endpoint
+/// counts one); beyond it the request ends with [`FORWARD_TOO_DEEP`].
+pub(crate) const MAX_FORWARD_HOPS: usize = 5;
+
+/// `forward-internal` names an internal endpoint nobody has bound.
+pub(crate) const INTERNAL_NOT_FOUND: ErrorPage = ErrorPage {
+    status: StatusCode::BAD_GATEWAY,
+    code: "ERR_WICKET_3500",
+    title: "no internal endpoint is bound at the forward-internal URL",
+};
+/// A `forward-internal` chain longer than [`MAX_FORWARD_HOPS`] (or a loop).
+pub(crate) const FORWARD_TOO_DEEP: ErrorPage = ErrorPage {
+    status: StatusCode::LOOP_DETECTED,
+    code: "ERR_WICKET_3501",
+    title: "the forward-internal chain is too long",
+};
+/// The (interpolated) `forward-internal` URL is not `http(s)://name.internal[:port]`.
+pub(crate) const NOT_INTERNAL: ErrorPage = ErrorPage {
+    status: StatusCode::INTERNAL_SERVER_ERROR,
+    code: "ERR_WICKET_3502",
+    title: "the forward-internal URL does not name an internal endpoint",
+};
+
+/// An endpoint a request went through on its way to the one serving it: its response phase runs
+/// when the response comes back.
+struct Hop {
+    route: Route,
+    info: ConnInfo,
+    /// The request as this endpoint handed it on.
+    req: http::request::Parts,
+}
+
+/// Runs the response phase of `outer` (innermost last in the slice, so it runs first) on a
+/// response coming back through them; a phase that answers replaces the response.
+fn unwind(outer: &[Hop], res: Response<Body>) -> Response<Body> {
+    if outer.is_empty() {
+        return res;
+    }
+    let (mut parts, mut body) = res.into_parts();
+    for hop in outer.iter().rev() {
+        if let ResDecision::Respond(r) = hop
+            .route
+            .policy
+            .on_http_response(&mut parts, &hop.req, &hop.info)
+        {
+            (parts, body) = local_response(r).into_parts();
+        }
+    }
+    Response::from_parts(parts, body)
+}
+
+/// The online internal endpoint `url` names, or the error page and its detail.
+fn internal_target(shared: &Shared, url: &str, hops: usize) -> Result<Route, (ErrorPage, String)> {
+    if hops >= MAX_FORWARD_HOPS {
+        return Err((
+            FORWARD_TOO_DEEP,
+            format!("more than {MAX_FORWARD_HOPS} forward-internal hops (last target `{url}`)"),
+        ));
+    }
+    let not_internal = || (NOT_INTERNAL, format!("`{url}`"));
+    let parsed = url::Url::parse(url).map_err(|_| not_internal())?;
+    let proto = match parsed.scheme() {
+        "http" => EndpointProto::Http,
+        "https" => EndpointProto::Https,
+        _ => return Err(not_internal()),
+    };
+    let host = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+        _ => return Err(not_internal()),
+    };
+    let path_ok = matches!(parsed.path(), "" | "/") && parsed.query().is_none();
+    if !super::registry::is_internal_host(&host) || !path_ok || !parsed.username().is_empty() {
+        return Err(not_internal());
+    }
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    let Some(route) = shared.registry().lookup_internal(proto, &host, port) else {
+        return Err((INTERNAL_NOT_FOUND, url.to_owned()));
+    };
+    if route.session.is_none() {
+        return Err((pages::AGENT_OFFLINE, route.url));
+    }
+    Ok(route)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
@@ -372,7 +456,7 @@ async fn forward(
     sni: Option<String>,
     route: &Route,
 ) -> HttpResult {
-    let info = ConnInfo {
+    let mut info = ConnInfo {
         client_addr: peer,
         local_addr: local,
         proto,
@@ -380,9 +464,9 @@ async fn forward(
         endpoint_id: route.id.clone(),
         endpoint_url: route.url.clone(),
     };
-    let Some(session) = route.session.clone() else {
+    if route.session.is_none() {
         return Ok(pages::AGENT_OFFLINE.response(&route.url));
-    };
+    }
     let upgrade = is_upgrade(&req);
     let public_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -391,11 +475,14 @@ async fn forward(
         extended_connect_as_get(&mut parts, up);
     }
     let mut body = boxed(body);
+    // The endpoint whose policy runs now, and those that forwarded the request to it.
+    let mut route = route.clone();
+    let mut hops: Vec<Hop> = Vec::new();
     let mut decision = route.policy.on_http_request(&mut parts, &info);
     loop {
         match decision {
             ReqDecision::Forward => break,
-            ReqDecision::Respond(r) => return Ok(local_response(r)),
+            ReqDecision::Respond(r) => return Ok(unwind(&hops, local_response(r))),
             ReqDecision::Close => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
@@ -404,21 +491,41 @@ async fn forward(
             }
             // An external action: run it, then act on what the rest of the phase decides.
             ReqDecision::Pending(p) => decision = p.run(&mut parts, &mut body, &info).await,
-            ReqDecision::ForwardInternal { url, .. } => {
-                tracing::error!(endpoint = %route.url, target = %url, "forward-internal is not supported by this edge");
-                return Ok(local_response(crate::engine_policy::error_page(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    crate::engine_policy::ERR_POLICY_UNSUPPORTED,
-                    &format!(
-                        "the policy forwards to the internal endpoint `{url}`, which this edge does not support"
-                    ),
-                )));
+            // `forward-internal`: the target's own request phase runs next; its response comes
+            // back through this endpoint's response phase.
+            ReqDecision::ForwardInternal { url, on_error } => {
+                match internal_target(shared, &url, hops.len()) {
+                    Ok(target) => {
+                        tracing::debug!(from = %route.url, to = %target.url, "forward-internal");
+                        let next_info = ConnInfo {
+                            endpoint_id: target.id.clone(),
+                            endpoint_url: target.url.clone(),
+                            ..info.clone()
+                        };
+                        hops.push(Hop {
+                            route: std::mem::replace(&mut route, target),
+                            info: std::mem::replace(&mut info, next_info),
+                            req: clone_parts(&parts),
+                        });
+                        decision = route.policy.on_http_request(&mut parts, &info);
+                    }
+                    Err((page, detail)) => {
+                        tracing::debug!(endpoint = %route.url, target = %url, code = page.code, "forward-internal failed");
+                        match on_error {
+                            Some(p) => decision = p.run(&mut parts, &mut body, &info).await,
+                            None => return Ok(unwind(&hops, page.response(&detail))),
+                        }
+                    }
+                }
             }
         }
     }
+    let Some(session) = route.session.clone() else {
+        return Ok(unwind(&hops, pages::AGENT_OFFLINE.response(&route.url)));
+    };
     let orig_parts = clone_parts(&parts);
     let Ok(permit) = session.streams.clone().try_acquire_owned() else {
-        return Ok(pages::TOO_MANY_STREAMS.response(&route.url));
+        return Ok(unwind(&hops, pages::TOO_MANY_STREAMS.response(&route.url)));
     };
 
     // Tunnel request head: public headers minus reserved and hop-by-hop ones, plus forwarding
@@ -476,7 +583,7 @@ async fn forward(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, endpoint = %route.url, "tunnel stream failed");
-            return Ok(pages::TUNNEL_FAILED.response(&route.url));
+            return Ok(unwind(&hops, pages::TUNNEL_FAILED.response(&route.url)));
         }
     };
 
@@ -499,7 +606,7 @@ async fn forward(
         .policy
         .on_http_response(&mut rparts, &orig_parts, &info)
     {
-        return Ok(local_response(r));
+        return Ok(unwind(&hops, local_response(r)));
     }
     let streams = shared.metrics.clone();
     streams.streams_active.fetch_add(1, Ordering::Relaxed);
@@ -512,7 +619,7 @@ async fn forward(
         let _ = &guard;
         f
     });
-    Ok(Response::from_parts(rparts, boxed(body)))
+    Ok(unwind(&hops, Response::from_parts(rparts, boxed(body))))
 }
 
 struct StreamGuard {
