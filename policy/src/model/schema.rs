@@ -430,6 +430,8 @@ const OAUTH_PROVIDERS: &[&str] = &[
     "linkedin",
     "microsoft",
     "twitch",
+    // Wicket: a generic OAuth 2.0 provider (`authorization_url`, `token_url`, `userinfo_url`).
+    "custom",
 ];
 
 /// verify-webhook provider ids (spec Appendix B).
@@ -861,8 +863,23 @@ pub static ACTIONS: &[ActionSpec] = &[
             req(f(
                 "provider",
                 Ty::Enum(OAUTH_PROVIDERS),
-                "identity provider"
+                "identity provider (`custom`: a generic OAuth 2.0 provider)"
             )),
+            f(
+                "authorization_url",
+                Ty::Url { template: false },
+                "authorization endpoint (Wicket; overrides the provider's, required with `custom`)"
+            ),
+            f(
+                "token_url",
+                Ty::Url { template: false },
+                "token endpoint (Wicket; overrides the provider's, required with `custom`)"
+            ),
+            f(
+                "userinfo_url",
+                Ty::Url { template: false },
+                "user-info endpoint (Wicket; overrides the provider's, required with `custom`)"
+            ),
             f(
                 "idle_session_timeout",
                 SESSION,
