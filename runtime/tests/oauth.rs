@@ -1,0 +1,966 @@
+//! `oauth` and `openid-connect` end to end: a real edge, agent and upstream, a small identity
+//! provider on loopback, and a cookie-keeping HTTP client that follows the login like a browser.
+
+// A harness: any failure here should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::{Value as Json, json};
+use tokio::net::{TcpListener, TcpStream};
+use wicket_runtime::agent::{
+    Agent, AgentConfig, AgentHandle, AgentOptions, AgentStatus, EndpointState,
+};
+use wicket_runtime::edge::{Edge, EdgeConfig, EdgeHandle, NamedToken, PortRange};
+use wicket_runtime::tls::{CertPair, generate_dev_ca};
+
+/// Upper bound for any single await in these tests.
+const T: Duration = Duration::from_secs(60);
+const TOKEN: &str = "test-token-1";
+/// The header naming the error code of an edge-generated error.
+const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
+const CLIENT_ID: &str = "wicket-test-client";
+const CLIENT_SECRET: &str = "s3cret-value";
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(T, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ---------------------------------------------------------------- edge, agent, upstream
+
+struct Certs {
+    dir: tempfile::TempDir,
+    ca_path: PathBuf,
+    pair: CertPair,
+    roots: rustls::RootCertStore,
+}
+
+fn certs() -> Certs {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) =
+        generate_dev_ca(&["example.test".into(), "*.example.test".into()]).unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
+    std::fs::write(dir.path().join("edge-key.pem"), &key).unwrap();
+    let pair = CertPair::load(
+        &dir.path().join("edge.pem"),
+        &dir.path().join("edge-key.pem"),
+    )
+    .unwrap();
+    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&ca_path)).unwrap();
+    Certs {
+        dir,
+        ca_path,
+        pair,
+        roots,
+    }
+}
+
+fn edge_config(c: &Certs) -> EdgeConfig {
+    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let mut cfg = EdgeConfig {
+        tunnel_listen: lo(0),
+        http_listen: Some(lo(0)),
+        https_listen: Some(lo(0)),
+        metrics_listen: None,
+        base_domain: "example.test".into(),
+        data_dir: c.dir.path().join("data"),
+        tcp_listen_host: [127, 0, 0, 1].into(),
+        tcp_port_range: PortRange {
+            start: 43000,
+            end: 43999,
+        },
+        authtokens: vec![NamedToken {
+            name: "tester".into(),
+            token: TOKEN.into(),
+        }],
+        ..EdgeConfig::default()
+    };
+    cfg.limits.heartbeat_interval = Duration::from_secs(1);
+    cfg.limits.heartbeat_timeout = Duration::from_secs(3);
+    cfg
+}
+
+async fn start_edge(c: &Certs) -> EdgeHandle {
+    within(
+        "edge start",
+        Edge::builder(edge_config(c))
+            .tunnel_cert(c.pair.clone())
+            .public_certs(vec![c.pair.clone()])
+            .start(),
+    )
+    .await
+    .unwrap()
+}
+
+fn start_agent(c: &Certs, edge: SocketAddr, endpoints: &str) -> AgentHandle {
+    let yaml = format!(
+        "version: 3\nagent:\n  authtoken: {TOKEN}\n  connect_url: {edge}\n  connect_cas: [{ca}]\n  heartbeat_interval: 1s\n  heartbeat_tolerance: 3s\nendpoints:\n{endpoints}",
+        ca = c.ca_path.display()
+    );
+    let cfg = AgentConfig::from_yaml(&yaml, "test").unwrap();
+    Agent::start(
+        cfg,
+        c.dir.path().to_owned(),
+        AgentOptions {
+            backoff_cap: Duration::from_millis(500),
+            policy_poll: Duration::from_millis(100),
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn settled(agent: &AgentHandle) -> AgentStatus {
+    within(
+        "endpoints settle",
+        agent.wait_for(|s| {
+            s.connected
+                && s.endpoints
+                    .values()
+                    .all(|e| !matches!(e, EndpointState::Pending))
+        }),
+    )
+    .await
+}
+
+/// Serves `handler` over HTTP/1.1 on a loopback port.
+async fn serve<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The device: answers with the path it was asked for and the identity headers the policy added.
+async fn upstream() -> SocketAddr {
+    serve(|req: Request<Incoming>| async move {
+        let h = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let body = format!(
+            "upstream path={} email={} name={} id={}",
+            req.uri().path_and_query().map_or("", |p| p.as_str()),
+            h("x-user-email"),
+            h("x-user-name"),
+            h("x-user-id"),
+        );
+        Response::new(full(body))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- the identity provider
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdTokenMode {
+    Good,
+    WrongNonce,
+    ForeignKey,
+}
+
+struct Grant {
+    challenge: String,
+    redirect_uri: String,
+    nonce: String,
+    email: String,
+    used: bool,
+}
+
+struct IdpState {
+    addr: SocketAddr,
+    key: EcdsaKeyPair,
+    foreign: EcdsaKeyPair,
+    grants: HashMap<String, Grant>,
+    next: u64,
+    /// Who logs in at `/authorize`.
+    user_email: String,
+    mode: IdTokenMode,
+    token_requests: u64,
+}
+
+#[derive(Clone)]
+struct Idp(Arc<Mutex<IdpState>>);
+
+fn es256_key() -> EcdsaKeyPair {
+    let rng = SystemRandom::new();
+    let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref(), &rng).unwrap()
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<TestBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r
+}
+
+fn json_res(status: StatusCode, v: Json) -> Response<TestBody> {
+    let mut r = text(status, v.to_string());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn query(uri: &http::Uri) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+impl Idp {
+    async fn start() -> Idp {
+        let idp = Idp(Arc::new(Mutex::new(IdpState {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            key: es256_key(),
+            foreign: es256_key(),
+            grants: HashMap::new(),
+            next: 0,
+            user_email: "alice@example.com".into(),
+            mode: IdTokenMode::Good,
+            token_requests: 0,
+        })));
+        let served = idp.clone();
+        let addr = serve(move |req| {
+            let idp = served.clone();
+            async move { idp.handle(req).await }
+        })
+        .await;
+        idp.0.lock().unwrap().addr = addr;
+        idp
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.0.lock().unwrap().addr)
+    }
+
+    fn set_user(&self, email: &str) {
+        self.0.lock().unwrap().user_email = email.into();
+    }
+
+    fn set_mode(&self, mode: IdTokenMode) {
+        self.0.lock().unwrap().mode = mode;
+    }
+
+    fn token_requests(&self) -> u64 {
+        self.0.lock().unwrap().token_requests
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<TestBody> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let issuer = self.url();
+        match parts.uri.path() {
+            "/.well-known/openid-configuration" => json_res(
+                StatusCode::OK,
+                json!({
+                    "issuer": issuer,
+                    "authorization_endpoint": format!("{issuer}/authorize"),
+                    "token_endpoint": format!("{issuer}/token"),
+                    "userinfo_endpoint": format!("{issuer}/api/user"),
+                    "jwks_uri": format!("{issuer}/jwks"),
+                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                }),
+            ),
+            "/jwks" => {
+                let s = self.0.lock().unwrap();
+                let pt = s.key.public_key().as_ref();
+                json_res(
+                    StatusCode::OK,
+                    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+                        "alg": "ES256", "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
+                        "y": URL_SAFE_NO_PAD.encode(&pt[33..65])}]}),
+                )
+            }
+            "/authorize" => self.authorize(&parts.uri),
+            "/token" => self.token(&parts.headers, &body),
+            "/api/user" | "/api/user/emails" => self.userinfo(&parts),
+            _ => text(StatusCode::NOT_FOUND, "no such IdP page"),
+        }
+    }
+
+    /// Approves every login at once: back to `redirect_uri` with a fresh code and the state.
+    fn authorize(&self, uri: &http::Uri) -> Response<TestBody> {
+        let q = query(uri);
+        let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+        if get("client_id") != CLIENT_ID
+            || get("response_type") != "code"
+            || get("code_challenge_method") != "S256"
+            || get("code_challenge").len() != 43
+            || get("state").is_empty()
+        {
+            return text(StatusCode::BAD_REQUEST, format!("bad authorize request {q:?}"));
+        }
+        let mut s = self.0.lock().unwrap();
+        s.next += 1;
+        let code = format!("code-{}", s.next);
+        let email = s.user_email.clone();
+        s.grants.insert(
+            code.clone(),
+            Grant {
+                challenge: get("code_challenge"),
+                redirect_uri: get("redirect_uri"),
+                nonce: get("nonce"),
+                email,
+                used: false,
+            },
+        );
+        let mut back = url::Url::parse(&get("redirect_uri")).unwrap();
+        back.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"));
+        let mut r = text(StatusCode::FOUND, "");
+        r.headers_mut()
+            .insert("location", back.as_str().parse().unwrap());
+        r
+    }
+
+    /// Checks the client's secret, the one-time code and the PKCE verifier.
+    fn token(&self, headers: &http::HeaderMap, body: &[u8]) -> Response<TestBody> {
+        let form: BTreeMap<String, String> =
+            url::form_urlencoded::parse(body).into_owned().collect();
+        let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+        let mut s = self.0.lock().unwrap();
+        s.token_requests += 1;
+        let (id, secret) = match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            Some(basic) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(basic.trim_start_matches("Basic "))
+                    .unwrap();
+                let raw = String::from_utf8(raw).unwrap();
+                let (a, b) = raw.split_once(':').unwrap();
+                (a.to_owned(), b.to_owned())
+            }
+            None => (get("client_id"), get("client_secret")),
+        };
+        let deny = |e: &str| json_res(StatusCode::BAD_REQUEST, json!({"error": e}));
+        if id != CLIENT_ID || secret != CLIENT_SECRET {
+            return deny("invalid_client");
+        }
+        if get("grant_type") != "authorization_code" {
+            return deny("unsupported_grant_type");
+        }
+        let code = get("code");
+        let verifier = get("code_verifier");
+        let redirect_uri = get("redirect_uri");
+        let Some(grant) = s.grants.get_mut(&code) else {
+            return deny("invalid_grant");
+        };
+        if grant.used {
+            return deny("invalid_grant");
+        }
+        grant.used = true;
+        let challenge = URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+        if challenge != grant.challenge || redirect_uri != grant.redirect_uri {
+            return deny("invalid_grant");
+        }
+        let email = grant.email.clone();
+        let nonce = grant.nonce.clone();
+        let issuer = format!("http://{}", s.addr);
+        let mut res = json!({
+            "access_token": format!("at:{email}"),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": "rt-1",
+        });
+        if !nonce.is_empty() {
+            let claims = json!({
+                "iss": issuer, "aud": CLIENT_ID, "sub": format!("sub-{email}"),
+                "exp": now() + 300, "iat": now(), "email": email, "name": "Test User",
+                "nonce": if s.mode == IdTokenMode::WrongNonce { "other".to_owned() } else { nonce },
+            });
+            let key = if s.mode == IdTokenMode::ForeignKey {
+                &s.foreign
+            } else {
+                &s.key
+            };
+            res["id_token"] = json!(sign_jwt(key, &claims));
+        }
+        json_res(StatusCode::OK, res)
+    }
+
+    /// GitHub-shaped user info: no public e-mail, the address comes from `/user/emails`.
+    fn userinfo(&self, parts: &http::request::Parts) -> Response<TestBody> {
+        let Some(email) = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer at:"))
+        else {
+            return text(StatusCode::UNAUTHORIZED, "no token");
+        };
+        if parts.uri.path().ends_with("/emails") {
+            return json_res(
+                StatusCode::OK,
+                json!([
+                    {"email": "old@elsewhere.test", "primary": false, "verified": true},
+                    {"email": email, "primary": true, "verified": true},
+                ]),
+            );
+        }
+        json_res(
+            StatusCode::OK,
+            json!({"id": 4242, "login": "octo", "name": null, "email": null, "sub": format!("sub-{email}")}),
+        )
+    }
+}
+
+fn sign_jwt(key: &EcdsaKeyPair, claims: &Json) -> String {
+    let header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+// ---------------------------------------------------------------- the browser
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn header(&self, n: &str) -> &str {
+        self.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// A cookie-keeping client: `https://*.example.test` goes to the edge, `http://127.0.0.1:…` to
+/// the identity provider.
+#[derive(Clone)]
+struct Browser {
+    edge_https: SocketAddr,
+    roots: rustls::RootCertStore,
+    /// host → cookie name → value.
+    jar: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Browser {
+    fn new(edge: &EdgeHandle, c: &Certs) -> Browser {
+        Browser {
+            edge_https: edge.addrs().https.unwrap(),
+            roots: c.roots.clone(),
+            jar: BTreeMap::new(),
+        }
+    }
+
+    fn cookie(&self, host: &str, name_prefix: &str) -> Option<(String, String)> {
+        self.jar
+            .get(host)?
+            .iter()
+            .find(|(k, _)| k.starts_with(name_prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+    }
+
+    fn set(&mut self, host: &str, name: &str, value: &str) {
+        self.jar
+            .entry(host.to_owned())
+            .or_default()
+            .insert(name.to_owned(), value.to_owned());
+    }
+
+    /// One request, no redirects followed.
+    async fn get(&mut self, url: &str) -> Reply {
+        let u = url::Url::parse(url).unwrap();
+        let host = u.host_str().unwrap().to_owned();
+        let path = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        };
+        let mut req = Request::get(path).header("host", &host);
+        if let Some(cookies) = self.jar.get(&host)
+            && !cookies.is_empty()
+        {
+            let line: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("cookie", line.join("; "));
+        }
+        let req = req.body(full(Bytes::new())).unwrap();
+        let res = if u.scheme() == "https" {
+            assert!(host.ends_with(".example.test"), "{url}");
+            let tcp = within("connect", TcpStream::connect(self.edge_https))
+                .await
+                .unwrap();
+            let cfg = rustls::ClientConfig::builder()
+                .with_root_certificates(self.roots.clone())
+                .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
+            let tls = within(
+                "tls",
+                tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+            )
+            .await
+            .unwrap();
+            send(TokioIo::new(tls), req).await
+        } else {
+            assert_eq!(host, "127.0.0.1", "{url}");
+            let addr: SocketAddr = format!("{host}:{}", u.port().unwrap()).parse().unwrap();
+            let tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
+            send(TokioIo::new(tcp), req).await
+        };
+        for c in res.set_cookies() {
+            let first = c.split(';').next().unwrap();
+            let (k, v) = first.split_once('=').unwrap();
+            let delete = c.contains("Max-Age=0");
+            let jar = self.jar.entry(host.clone()).or_default();
+            if delete {
+                jar.remove(k);
+            } else {
+                jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        res
+    }
+
+    /// Follows redirects (at most 10); the final reply and every URL visited.
+    async fn navigate(&mut self, url: &str) -> (Reply, Vec<String>) {
+        let mut visited = vec![url.to_owned()];
+        let mut current = url::Url::parse(url).unwrap();
+        for _ in 0..10 {
+            let r = self.get(current.as_str()).await;
+            if !r.status.is_redirection() {
+                return (r, visited);
+            }
+            current = current.join(r.header("location")).unwrap();
+            visited.push(current.to_string());
+        }
+        panic!("redirect loop: {visited:?}");
+    }
+}
+
+async fn send<I>(io: TokioIo<I>, req: Request<TestBody>) -> Reply
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut s, conn) = within("handshake", hyper::client::conn::http1::handshake(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = within("response", s.send_request(req)).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let body = within("body", body.collect()).await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+// ---------------------------------------------------------------- the world
+
+struct World {
+    _certs: Certs,
+    _edge: EdgeHandle,
+    _agent: AgentHandle,
+    idp: Idp,
+    browser: Browser,
+    status: AgentStatus,
+}
+
+const IDENTITY_HEADERS: &str = "  - actions:\n      - type: add-headers\n        config:\n          headers:\n            x-user-email: ${actions.ngrok.NS.identity.email}\n            x-user-name: ${actions.ngrok.NS.identity.name}\n            x-user-id: ${actions.ngrok.NS.identity.id}\n";
+
+const DOMAIN_RULE: &str = "  - expressions:\n      - \"!actions.ngrok.NS.identity.email.endsWith('@example.com')\"\n    actions:\n      - type: deny\n        config:\n          status_code: 403\n";
+
+/// An edge with three endpoints behind logins at one IdP: `gh.example.test` (`oauth`, the
+/// `github` preset pointed at the IdP), `short.example.test` (the same with a 2 s session) and
+/// `oidc.example.test` (`openid-connect`); plus `broken.example.test`, whose `oauth` lacks a
+/// client secret.
+async fn world() -> World {
+    let c = certs();
+    let idp = Idp::start().await;
+    let edge = start_edge(&c).await;
+    let up = upstream().await;
+    let i = idp.url();
+    let oauth = |extra: &str| {
+        format!(
+            "on_http_request:\n  - actions:\n      - type: oauth\n        config:\n          provider: github\n          client_id: {CLIENT_ID}\n          client_secret: {CLIENT_SECRET}\n          authorization_url: {i}/authorize\n          token_url: {i}/token\n          userinfo_url: {i}/api/user\n{extra}{}{}",
+            DOMAIN_RULE.replace("NS", "oauth"),
+            IDENTITY_HEADERS.replace("NS", "oauth")
+        )
+    };
+    let oidc = format!(
+        "on_http_request:\n  - actions:\n      - type: openid-connect\n        config:\n          issuer_url: {i}\n          client_id: {CLIENT_ID}\n          client_secret: {CLIENT_SECRET}\n          scopes: [openid, email]\n{}{}",
+        DOMAIN_RULE.replace("NS", "oidc"),
+        IDENTITY_HEADERS.replace("NS", "oidc")
+    );
+    let broken = "on_http_request:\n  - actions:\n      - type: oauth\n        config:\n          provider: google\n          client_id: only-an-id\n";
+    let dir = c.dir.path();
+    std::fs::write(dir.join("gh.yml"), oauth("")).unwrap();
+    std::fs::write(
+        dir.join("short.yml"),
+        oauth("          max_session_duration: 2s\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("oidc.yml"), oidc).unwrap();
+    std::fs::write(dir.join("broken.yml"), broken).unwrap();
+    let endpoint = |name: &str| {
+        format!(
+            "  - name: {name}\n    url: https://{name}.example.test\n    upstream: {{ url: 'http://{up}' }}\n    traffic_policy_file: {name}.yml\n"
+        )
+    };
+    let agent = start_agent(
+        &c,
+        edge.addrs().tunnel,
+        &["gh", "short", "oidc", "broken"]
+            .map(endpoint)
+            .concat(),
+    );
+    let status = settled(&agent).await;
+    for name in ["gh", "short", "oidc"] {
+        assert!(
+            matches!(status.endpoints.get(name), Some(EndpointState::Bound { .. })),
+            "{name}: {:?}",
+            status.endpoints.get(name)
+        );
+    }
+    let browser = Browser::new(&edge, &c);
+    World {
+        _certs: c,
+        _edge: edge,
+        _agent: agent,
+        idp,
+        browser,
+        status,
+    }
+}
+
+/// Logs in at `host` starting from `path`; the final reply.
+async fn login(b: &mut Browser, host: &str, path: &str) -> (Reply, Vec<String>) {
+    b.navigate(&format!("https://{host}{path}")).await
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_login_reaches_the_upstream_with_the_identity_and_logout_ends_it() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let (r, visited) = login(b, "gh.example.test", "/reports?year=2026").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "upstream path=/reports?year=2026 email=alice@example.com name=octo id=4242"
+    );
+    // app → IdP authorize → callback → back to the original URL.
+    assert_eq!(visited.len(), 4, "{visited:?}");
+    assert!(visited[1].starts_with(&format!("{}/authorize?", w.idp.url())));
+    assert!(visited[2].starts_with("https://gh.example.test/ngrok/oauth2/callback?code="));
+    assert_eq!(visited[3], "https://gh.example.test/reports?year=2026");
+    let authorize = url::Url::parse(&visited[1]).unwrap();
+    let q: BTreeMap<_, _> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["redirect_uri"], "https://gh.example.test/ngrok/oauth2/callback");
+    assert_eq!(q["scope"], "read:user user:email");
+    assert_eq!(q["code_challenge_method"], "S256");
+
+    // The session needs no further trip to the IdP.
+    let before = w.idp.token_requests();
+    let r = b.get("https://gh.example.test/again").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("email=alice@example.com"), "{}", r.text());
+    assert_eq!(w.idp.token_requests(), before);
+
+    // Logout clears the cookie; the next request goes back to the IdP.
+    let r = b.get("https://gh.example.test/ngrok/logout").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cleared = r.set_cookies();
+    assert!(
+        cleared.iter().any(|c| c.starts_with("wicket_session_") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert!(b.cookie("gh.example.test", "wicket_session_").is_none());
+    let r = b.get("https://gh.example.test/again").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(r.header("location").starts_with(&w.idp.url()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_sealed_secure_http_only_and_lax() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let r = b.get("https://gh.example.test/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let flow = r.set_cookies();
+    assert_eq!(flow.len(), 1, "{flow:?}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age=600"] {
+        assert!(flow[0].contains(attr), "{attr}: {}", flow[0]);
+    }
+    assert_eq!(r.header("cache-control"), "no-store");
+    let (_, visited) = b.navigate(r.header("location")).await;
+    assert!(visited.len() >= 2);
+    let (_, session) = b.cookie("gh.example.test", "wicket_session_").unwrap();
+    assert!(session.starts_with("v1."));
+    // Nothing readable inside: the e-mail address is not in the (decoded) cookie.
+    let raw = URL_SAFE_NO_PAD.decode(&session[3..]).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_rule_denies_users_outside_the_domain() {
+    let mut w = world().await;
+    w.idp.set_user("mallory@evil.test");
+    let (r, _) = login(&mut w.browser, "gh.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.text().contains("upstream"), "{}", r.text());
+    // The same deny for the OpenID Connect endpoint.
+    let (r, _) = login(&mut w.browser, "oidc.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A user of the domain gets through.
+    w.idp.set_user("bob@example.com");
+    w.browser.jar.clear();
+    let (r, _) = login(&mut w.browser, "gh.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("email=bob@example.com"), "{}", r.text());
+}
+
+/// Runs a login up to the IdP's answer: the callback URL, not yet visited.
+async fn callback_url(b: &mut Browser, host: &str) -> String {
+    let r = b.get(&format!("https://{host}/private")).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let r = b.get(r.header("location")).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    r.header("location").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_mismatch_missing_login_and_replayed_codes_fail() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+
+    // A callback whose state is not the login's.
+    let cb = callback_url(b, "gh.example.test").await;
+    let mut forged = url::Url::parse(&cb).unwrap();
+    let pairs: Vec<(String, String)> = forged.query_pairs().into_owned().collect();
+    forged.query_pairs_mut().clear();
+    for (k, v) in pairs {
+        let v = if k == "state" { format!("{v}x") } else { v };
+        forged.query_pairs_mut().append_pair(&k, &v);
+    }
+    let r = b.get(forged.as_str()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert_eq!(r.header(ERROR_HEADER), "ERR_WICKET_4340");
+
+    // The genuine callback still works, once.
+    let saved = b.clone();
+    let r = b.get(&cb).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.header("location"), "/private");
+
+    // Replaying it with the login cookie of the time: the IdP refuses the used code.
+    let mut replay = saved.clone();
+    let r = replay.get(&cb).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert!(r.text().contains("invalid_grant"), "{}", r.text());
+    assert!(replay.cookie("gh.example.test", "wicket_session_").is_none());
+
+    // Replaying it after the login finished: no login in progress.
+    let r = b.get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    // A callback with no login cookie at all (another browser).
+    let mut stranger = Browser {
+        jar: BTreeMap::new(),
+        ..saved
+    };
+    let r = stranger.get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_or_foreign_cookies_go_back_to_the_login() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let (r, _) = login(b, "gh.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (name, value) = b.cookie("gh.example.test", "wicket_session_").unwrap();
+
+    // Flip one byte of the sealed value.
+    let mut raw = URL_SAFE_NO_PAD.decode(&value[3..]).unwrap();
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0x20;
+    b.set(
+        "gh.example.test",
+        &name,
+        &format!("v1.{}", URL_SAFE_NO_PAD.encode(&raw)),
+    );
+    let r = b.get("https://gh.example.test/x").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(r.header("location").starts_with(&w.idp.url()));
+
+    // Garbage.
+    b.set("gh.example.test", &name, "not-a-session");
+    let r = b.get("https://gh.example.test/x").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+
+    // A valid session of another endpoint's action (other scope, other key) under this name.
+    let (r, _) = login(b, "short.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (_, other) = b.cookie("short.example.test", "wicket_session_").unwrap();
+    b.set("gh.example.test", &name, &other);
+    let r = b.get("https://gh.example.test/x").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(r.header("location").starts_with(&w.idp.url()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_logs_in_again() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let (r, _) = login(b, "short.example.test", "/a").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (_, cookie) = b.cookie("short.example.test", "wicket_session_").unwrap();
+    let r = b.get("https://short.example.test/b").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Past max_session_duration (2 s; timestamps have second resolution).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = b.get("https://short.example.test/c").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert!(r.header("location").starts_with(&w.idp.url()));
+    // Following the login gives a new session.
+    let (r, _) = b.navigate("https://short.example.test/c").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (_, renewed) = b.cookie("short.example.test", "wicket_session_").unwrap();
+    assert_ne!(cookie, renewed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_redirect_attempts_stay_on_the_origin() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    for (target, landing) in [
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("/%09/evil.example", "/%09/evil.example"),
+        ("/inside?q=1", "/inside?q=1"),
+    ] {
+        b.jar.clear();
+        let start = format!(
+            "https://gh.example.test/ngrok/login?redirect_path={}",
+            url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+        );
+        let (r, visited) = b.navigate(&start).await;
+        assert_eq!(r.status, StatusCode::OK, "{target}: {}", r.text());
+        let last = visited.last().unwrap();
+        assert_eq!(
+            last,
+            &format!("https://gh.example.test{landing}"),
+            "{target}: {visited:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_connect_verifies_the_id_token() {
+    let mut w = world().await;
+    let (r, visited) = login(&mut w.browser, "oidc.example.test", "/home").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "upstream path=/home email=alice@example.com name=Test User id=sub-alice@example.com"
+    );
+    let authorize = url::Url::parse(&visited[1]).unwrap();
+    let q: BTreeMap<_, _> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["scope"], "openid email");
+    assert_eq!(q["nonce"].len(), 43);
+
+    for (mode, why) in [
+        (IdTokenMode::WrongNonce, "`nonce`"),
+        (IdTokenMode::ForeignKey, "signature"),
+    ] {
+        w.idp.set_mode(mode);
+        w.browser.jar.clear();
+        let (r, _) = login(&mut w.browser, "oidc.example.test", "/home").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{mode:?}: {}", r.text());
+        assert!(r.text().contains(why), "{mode:?}: {}", r.text());
+        assert!(w.browser.cookie("oidc.example.test", "wicket_session_").is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_error_refuses_the_endpoint_at_bind_time() {
+    let w = world().await;
+    match w.status.endpoints.get("broken") {
+        Some(EndpointState::Refused(refusal)) => {
+            let all = format!("{refusal:?}");
+            assert!(all.contains("client_secret"), "{all}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
