@@ -69,8 +69,12 @@ struct Certs {
 fn certs() -> Certs {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, chain, key) =
-        generate_dev_ca(&["example.test".into(), "*.example.test".into()]).unwrap();
+    let (ca, chain, key) = generate_dev_ca(&[
+        "example.test".into(),
+        "*.example.test".into(),
+        "127.0.0.1".into(),
+    ])
+    .unwrap();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, &ca).unwrap();
     std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
@@ -145,16 +149,16 @@ fn start_agent(c: &Certs, edge: SocketAddr, endpoints: &str) -> AgentHandle {
 }
 
 async fn settled(agent: &AgentHandle) -> AgentStatus {
-    within(
-        "endpoints settle",
-        agent.wait_for(|s| {
-            s.connected
-                && s.endpoints
-                    .values()
-                    .all(|e| !matches!(e, EndpointState::Pending))
-        }),
-    )
-    .await
+    let wait = agent.wait_for(|s| {
+        s.connected
+            && s.endpoints
+                .values()
+                .all(|e| !matches!(e, EndpointState::Pending))
+    });
+    match tokio::time::timeout(T, wait).await {
+        Ok(s) => s,
+        Err(_) => panic!("endpoints did not settle: {:?}", agent.status()),
+    }
 }
 
 /// Serves `handler` over HTTP/1.1 on a loopback port.
@@ -345,7 +349,10 @@ impl Idp {
             || get("code_challenge").len() != 43
             || get("state").is_empty()
         {
-            return text(StatusCode::BAD_REQUEST, format!("bad authorize request {q:?}"));
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("bad authorize request {q:?}"),
+            );
         }
         let mut s = self.0.lock().unwrap();
         s.next += 1;
@@ -677,14 +684,15 @@ async fn world() -> World {
     let agent = start_agent(
         &c,
         edge.addrs().tunnel,
-        &["gh", "short", "oidc", "broken"]
-            .map(endpoint)
-            .concat(),
+        &["gh", "short", "oidc", "broken"].map(endpoint).concat(),
     );
     let status = settled(&agent).await;
     for name in ["gh", "short", "oidc"] {
         assert!(
-            matches!(status.endpoints.get(name), Some(EndpointState::Bound { .. })),
+            matches!(
+                status.endpoints.get(name),
+                Some(EndpointState::Bound { .. })
+            ),
             "{name}: {:?}",
             status.endpoints.get(name)
         );
@@ -724,7 +732,10 @@ async fn oauth_login_reaches_the_upstream_with_the_identity_and_logout_ends_it()
     assert_eq!(visited[3], "https://gh.example.test/reports?year=2026");
     let authorize = url::Url::parse(&visited[1]).unwrap();
     let q: BTreeMap<_, _> = authorize.query_pairs().into_owned().collect();
-    assert_eq!(q["redirect_uri"], "https://gh.example.test/ngrok/oauth2/callback");
+    assert_eq!(
+        q["redirect_uri"],
+        "https://gh.example.test/ngrok/oauth2/callback"
+    );
     assert_eq!(q["scope"], "read:user user:email");
     assert_eq!(q["code_challenge_method"], "S256");
 
@@ -740,7 +751,9 @@ async fn oauth_login_reaches_the_upstream_with_the_identity_and_logout_ends_it()
     assert_eq!(r.status, StatusCode::OK);
     let cleared = r.set_cookies();
     assert!(
-        cleared.iter().any(|c| c.starts_with("wicket_session_") && c.contains("Max-Age=0")),
+        cleared
+            .iter()
+            .any(|c| c.starts_with("wicket_session_") && c.contains("Max-Age=0")),
         "{cleared:?}"
     );
     assert!(b.cookie("gh.example.test", "wicket_session_").is_none());
@@ -757,7 +770,13 @@ async fn cookies_are_sealed_secure_http_only_and_lax() {
     assert_eq!(r.status, StatusCode::FOUND);
     let flow = r.set_cookies();
     assert_eq!(flow.len(), 1, "{flow:?}");
-    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age=600"] {
+    for attr in [
+        "Path=/",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+        "Max-Age=600",
+    ] {
         assert!(flow[0].contains(attr), "{attr}: {}", flow[0]);
     }
     assert_eq!(r.header("cache-control"), "no-store");
@@ -826,7 +845,11 @@ async fn state_mismatch_missing_login_and_replayed_codes_fail() {
     let r = replay.get(&cb).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     assert!(r.text().contains("invalid_grant"), "{}", r.text());
-    assert!(replay.cookie("gh.example.test", "wicket_session_").is_none());
+    assert!(
+        replay
+            .cookie("gh.example.test", "wicket_session_")
+            .is_none()
+    );
 
     // Replaying it after the login finished: no login in progress.
     let r = b.get(&cb).await;
@@ -867,10 +890,12 @@ async fn tampered_or_foreign_cookies_go_back_to_the_login() {
     let r = b.get("https://gh.example.test/x").await;
     assert_eq!(r.status, StatusCode::FOUND);
 
-    // A valid session of another endpoint's action (other scope, other key) under this name.
-    let (r, _) = login(b, "short.example.test", "/").await;
+    // A valid session of another login (the OpenID Connect endpoint: another key) under this
+    // name. (Endpoints with the same login — provider, client id, `auth_id` — share sessions,
+    // which is what `auth_cookie_domain` is for.)
+    let (r, _) = login(b, "oidc.example.test", "/").await;
     assert_eq!(r.status, StatusCode::OK);
-    let (_, other) = b.cookie("short.example.test", "wicket_session_").unwrap();
+    let (_, other) = b.cookie("oidc.example.test", "wicket_session_").unwrap();
     b.set("gh.example.test", &name, &other);
     let r = b.get("https://gh.example.test/x").await;
     assert_eq!(r.status, StatusCode::FOUND);
@@ -949,7 +974,11 @@ async fn openid_connect_verifies_the_id_token() {
         let (r, _) = login(&mut w.browser, "oidc.example.test", "/home").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{mode:?}: {}", r.text());
         assert!(r.text().contains(why), "{mode:?}: {}", r.text());
-        assert!(w.browser.cookie("oidc.example.test", "wicket_session_").is_none());
+        assert!(
+            w.browser
+                .cookie("oidc.example.test", "wicket_session_")
+                .is_none()
+        );
     }
 }
 

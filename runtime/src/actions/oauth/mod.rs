@@ -102,6 +102,10 @@ impl Kind {
 
 /// Where the provider's endpoints come from.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per compiled action, built once and never moved"
+)]
 enum Provider {
     /// A preset or a generic OAuth 2.0 provider.
     OAuth {
@@ -677,39 +681,32 @@ impl OAuthAction {
             return Ok(self.continue_with(&Session::default(), false));
         }
         let site = self.site(&cx)?;
-        if let Some(mut session) = self.read_session(&parts.headers) {
-            match standing(&session, now, self.max_session, self.idle_timeout) {
-                Standing::Valid { touch } => {
-                    let refreshed = self.maybe_refresh_userinfo(&cx, &mut session, now).await;
-                    match refreshed {
-                        Some(refreshed) => {
-                            let dirty = touch || refreshed;
-                            if touch {
-                                session.seen = now;
-                            }
-                            if dirty
-                                && (parts.method == Method::GET || parts.method == Method::HEAD)
-                            {
-                                // The only way to rewrite the cookie before the upstream answers:
-                                // send the browser to the same URL with the new cookie.
-                                let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                                let here = flow::safe_return_path(here);
-                                if let Some(c) = self.session_set_cookie(&session, &site) {
-                                    return Ok(ActionOutcome::Respond(redirect(
-                                        StatusCode::TEMPORARY_REDIRECT,
-                                        &here,
-                                        &[c],
-                                    )));
-                                }
-                            }
-                            return Ok(self.continue_with(&session, refreshed));
-                        }
-                        // The provider revoked the access: log in again.
-                        None => {}
-                    }
-                }
-                Standing::TimedOut | Standing::MaxDurationReached | Standing::Invalid => {}
+        // A valid session continues (unless the provider revoked it at a user-info refresh);
+        // anything else — none, tampered, timed out, too old — starts a new login.
+        if let Some(mut session) = self.read_session(&parts.headers)
+            && let Standing::Valid { touch } =
+                standing(&session, now, self.max_session, self.idle_timeout)
+            && let Some(refreshed) = self.maybe_refresh_userinfo(&cx, &mut session, now).await
+        {
+            if touch {
+                session.seen = now;
             }
+            if (touch || refreshed) && (parts.method == Method::GET || parts.method == Method::HEAD)
+            {
+                // The only way to rewrite the cookie before the upstream answers: send the
+                // browser to the same URL with the new cookie.
+                let here = flow::safe_return_path(
+                    parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                );
+                if let Some(c) = self.session_set_cookie(&session, &site) {
+                    return Ok(ActionOutcome::Respond(redirect(
+                        StatusCode::TEMPORARY_REDIRECT,
+                        &here,
+                        &[c],
+                    )));
+                }
+            }
+            return Ok(self.continue_with(&session, refreshed));
         }
         let ret = if parts.method == Method::GET || parts.method == Method::HEAD {
             flow::safe_return_path(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()))

@@ -337,7 +337,7 @@ fn check_claims(c: &serde_json::Map<String, Json>, e: &Expect<'_>) -> Result<(),
     if !nonce_ok {
         return Err(TokenError::Claim("nonce"));
     }
-    if !s("sub").is_some_and(|s| !s.is_empty()) {
+    if s("sub").is_none_or(str::is_empty) {
         return Err(TokenError::Claim("sub"));
     }
     Ok(())
