@@ -203,6 +203,7 @@ fn examples_lint_clean() {
         names,
         [
             "basic-auth.yaml",
+            "circuit-breaker.yaml",
             "header-hygiene.yaml",
             "ip-allow-list.yaml",
             "jwt-protected-api.yaml",

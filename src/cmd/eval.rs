@@ -13,7 +13,9 @@ use wicket_engine::compile::ir::PolicyIr;
 use wicket_engine::program::json::{
     decision_to_json, effect_to_json, trace_to_json, value_to_json,
 };
-use wicket_engine::program::{Decision, OwnedRequest, Program, RuleResult, RuleTrace, Scratch};
+use wicket_engine::program::{
+    Decision, OwnedRequest, Program, RequestView, RuleResult, RuleTrace, Scratch,
+};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
 use wicket_policy::render::{Format, render};
@@ -87,6 +89,121 @@ pub fn parse_header(text: &str) -> Result<(String, String)> {
     Ok((name.to_ascii_lowercase(), value.trim().to_owned()))
 }
 
+/// What the runtime would supply to a policy, given by a test case so that the rules after an
+/// external action (or reading connection data the CLI cannot see) are testable offline.
+#[derive(Debug, Default)]
+pub struct Injections {
+    /// The result variables (`actions.ngrok.<namespace>`) of external actions, by action type
+    /// (`oauth`, `openid-connect`, `jwt-validation`, …) or result namespace (`oidc`).
+    pub actions: Vec<(String, serde_json::Value)>,
+    /// `conn.tls.*` as a tree (`client.subject.common_name`); with it, `terminate-tls` counts as
+    /// carried out.
+    pub tls: Option<serde_json::Value>,
+    /// Other variables by dotted name (`conn.geo.country_code`).
+    pub variables: Vec<(String, serde_json::Value)>,
+}
+
+impl Injections {
+    /// The injected result of external action `kind`: `Some(None)` when it is carried out
+    /// without result variables, `None` when the case supplies nothing for it.
+    fn result(&self, kind: &str) -> Option<Option<&serde_json::Value>> {
+        let ns = wicket_policy::env::result_namespace(kind);
+        if let Some((_, v)) = self
+            .actions
+            .iter()
+            .find(|(k, _)| k == kind || Some(k.as_str()) == ns)
+        {
+            return Some(Some(v));
+        }
+        (kind == "terminate-tls" && self.tls.is_some()).then_some(None)
+    }
+}
+
+/// A request with injected connection data ([`Injections::tls`], [`Injections::variables`]).
+struct InjectedView<'a> {
+    req: &'a OwnedRequest,
+    inj: &'a Injections,
+}
+
+impl RequestView for InjectedView<'_> {
+    fn method(&self) -> &str {
+        self.req.method()
+    }
+    fn scheme(&self) -> &str {
+        self.req.scheme()
+    }
+    fn host(&self) -> &str {
+        self.req.host()
+    }
+    fn url_host(&self) -> &str {
+        self.req.url_host()
+    }
+    fn url_port(&self) -> Option<u16> {
+        self.req.url_port()
+    }
+    fn path(&self) -> &str {
+        self.req.path()
+    }
+    fn query(&self) -> &str {
+        self.req.query()
+    }
+    fn version(&self) -> &str {
+        self.req.version()
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.req.header_count(name)
+    }
+    fn header(&self, name: &str, index: usize) -> Option<&str> {
+        self.req.header(name, index)
+    }
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        self.req.for_each_header(f);
+    }
+    fn client_ip(&self) -> Option<IpAddr> {
+        self.req.client_ip()
+    }
+    fn client_port(&self) -> Option<u16> {
+        self.req.client_port()
+    }
+    fn server_ip(&self) -> Option<IpAddr> {
+        self.req.server_ip()
+    }
+    fn server_port(&self) -> Option<u16> {
+        self.req.server_port()
+    }
+    fn tls_sni(&self) -> Option<&str> {
+        self.req.tls_sni()
+    }
+    fn tls_version(&self) -> Option<&str> {
+        self.req.tls_version()
+    }
+    fn response_status(&self) -> Option<u16> {
+        self.req.response_status()
+    }
+    fn response_header_count(&self, name: &str) -> usize {
+        self.req.response_header_count(name)
+    }
+    fn response_header(&self, name: &str, index: usize) -> Option<&str> {
+        self.req.response_header(name, index)
+    }
+    fn for_each_response_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        self.req.for_each_response_header(f);
+    }
+    fn other(&self, name: &str) -> Option<wicket_engine::Value> {
+        if let Some((_, v)) = self.inj.variables.iter().find(|(n, _)| n == name) {
+            return Some(wicket_engine::Value::from_json(v));
+        }
+        let rest = name.strip_prefix("conn.tls")?;
+        let mut node = self.inj.tls.as_ref()?;
+        if !rest.is_empty() {
+            for segment in rest.strip_prefix('.')?.split('.') {
+                node = node.get(segment)?;
+            }
+        }
+        Some(wicket_engine::Value::from_json(node))
+    }
+}
+
 /// One phase's result.
 #[derive(Debug)]
 pub struct PhaseRun {
@@ -98,28 +215,51 @@ pub struct PhaseRun {
     pub effects: Vec<serde_json::Value>,
     /// The `vars.*` at the end of the phase.
     pub vars: serde_json::Value,
-    /// The per-rule trace.
+    /// The per-rule trace (up to the first external action).
     pub trace: Vec<RuleTrace>,
+    /// The external actions carried out with injected results, in order.
+    pub injected: Vec<String>,
 }
 
 /// Runs the phases a request goes through: `on_tcp_connect`, `on_http_request`, and
 /// `on_http_response` unless the request phase ended it (a `custom-response` still runs it).
+/// An external action with an injected result is carried out as the runtime would: the result
+/// is recorded and the phase resumed; without one, the phase ends on it.
 pub fn run_phases(
     program: &Program,
     request: &OwnedRequest,
     response_status: Option<u16>,
     response_headers: &[(String, String)],
+    injections: &Injections,
 ) -> Vec<PhaseRun> {
     let mut runs = Vec::new();
     let mut scratch = Scratch::new();
     let mut one = |phase, req: &OwnedRequest| {
-        let (out, trace) = program.explain(phase, req, &mut scratch);
+        let view = InjectedView {
+            req,
+            inj: injections,
+        };
+        let (out, trace) = program.explain(phase, &view, &mut scratch);
+        let mut decision = out.decision.clone();
+        let mut injected = Vec::new();
+        while let Decision::External { kind, resume, .. } = &decision {
+            let Some(result) = injections.result(kind) else {
+                break;
+            };
+            if let (Some(ns), Some(value)) = (wicket_policy::env::result_namespace(kind), result) {
+                scratch.set_action_result(ns, wicket_engine::Value::from_json(value));
+            }
+            injected.push(kind.to_string());
+            let at = *resume;
+            decision = program.resume(at, &view, &mut scratch).decision.clone();
+        }
         PhaseRun {
             phase,
-            decision: out.decision.clone(),
-            effects: out.effects.iter().map(effect_to_json).collect(),
+            decision,
+            effects: scratch.effects().iter().map(effect_to_json).collect(),
             vars: value_to_json(&wicket_engine::Value::map(scratch.vars().clone())),
             trace,
+            injected,
         }
     };
     let tcp = one(Phase::TcpConnect, request);
@@ -181,6 +321,13 @@ fn human(runs: &[PhaseRun], explain: bool) -> String {
     let mut out = String::new();
     for run in runs {
         let _ = writeln!(out, "{}: {}", run.phase, describe(&run.decision));
+        if !run.injected.is_empty() {
+            let _ = writeln!(
+                out,
+                "  carried out with injected results: {}",
+                run.injected.join(", ")
+            );
+        }
         for e in &run.effects {
             let _ = writeln!(out, "  effect: {e}");
         }
@@ -231,7 +378,13 @@ pub fn run(args: &EvalArgs) -> Result<bool> {
         .iter()
         .map(|h| parse_header(h))
         .collect::<Result<Vec<_>>>()?;
-    let runs = run_phases(&program, &request, args.response_status, &response_headers);
+    let runs = run_phases(
+        &program,
+        &request,
+        args.response_status,
+        &response_headers,
+        &Injections::default(),
+    );
     match args.format {
         EvalFormat::Human => print!("{}", human(&runs, args.explain)),
         EvalFormat::Json => {

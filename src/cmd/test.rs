@@ -8,6 +8,13 @@
 //!     headers: { x-api-key: abc }        # optional
 //!     client_ip: 203.0.113.7             # optional
 //!     response: { status: 502, headers: { server: x } }   # optional upstream response
+//!     # What the runtime would supply (all optional):
+//!     actions:                           # results of external actions, by type or namespace:
+//!       oauth: { identity: { email: ana@example.com } }   # -> actions.ngrok.oauth.*
+//!     jwt: { sub: user-1 }               # shorthand: actions.ngrok.jwt_validation.tokens[0].payload
+//!     tls:                               # conn.tls.*; `terminate-tls` counts as carried out
+//!       client: { subject: { common_name: device-42 } }
+//!     variables: { conn.geo.country_code: US }   # any other variable by name
 //!     expect:
 //!       phase: on_http_request           # optional; default: the phase that ended the request,
 //!                                        # else the last phase run
@@ -18,8 +25,17 @@
 //!       body: …                          # respond
 //!       headers: { www-authenticate: … } # response headers of the decision
 //!       added_headers: { x-path: /admin }  # add-headers effects of that phase
+//!       removed_headers: [x-debug]       # remove-headers effects of that phase (a subset)
 //!       vars: { tier: gold }             # vars.* at the end of that phase
 //! ```
+//!
+//! Maps are compared as subsets; a `null` value asserts that the key is absent
+//! (`added_headers: { x-debug: null }`: the header is not added). A phase that reaches an
+//! external action (`oauth`, `openid-connect`, JWKS `jwt-validation`, `verify-webhook`,
+//! `http-request`, `terminate-tls`) with a result injected under `actions` is carried out as the
+//! runtime would: the result is recorded and the phase resumed. Without one the phase ends
+//! there, and the case fails with a message naming the action unless it expects
+//! `decision: external`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -31,7 +47,7 @@ use wicket_engine::program::json::decision_to_json;
 use wicket_engine::program::{Decision, OwnedRequest};
 use wicket_policy::yaml::{self, Node, NodeKind, Typed};
 
-use super::eval::{PhaseRun, load_program, parse_header, run_phases};
+use super::eval::{Injections, PhaseRun, load_program, parse_header, run_phases};
 
 /// Arguments of `wicket test`.
 #[derive(Debug, Args)]
@@ -106,29 +122,101 @@ fn actual(run: &PhaseRun) -> Map<String, Json> {
         out.insert("headers".into(), Json::Object(m));
     }
     let mut added = Map::new();
+    let mut removed = Vec::new();
     for e in &run.effects {
-        if e.get("effect").and_then(Json::as_str) == Some("add-header") {
-            if let (Some(n), Some(v)) = (e.get("name").and_then(Json::as_str), e.get("value")) {
-                added.insert(n.to_owned(), v.clone());
+        match e.get("effect").and_then(Json::as_str) {
+            Some("add-header") => {
+                if let (Some(n), Some(v)) = (e.get("name").and_then(Json::as_str), e.get("value")) {
+                    added.insert(n.to_owned(), v.clone());
+                }
             }
+            Some("remove-header") => {
+                if let Some(n) = e.get("name") {
+                    removed.push(n.clone());
+                }
+            }
+            _ => {}
         }
     }
     out.insert("added_headers".into(), Json::Object(added));
+    out.insert("removed_headers".into(), Json::Array(removed));
     out.insert("vars".into(), run.vars.clone());
     out
 }
 
-/// Whether `actual` holds everything `expected` states (maps: a subset; other values: equal,
-/// numbers and strings compared by their text).
+/// Whether `actual` holds everything `expected` states (maps: a subset, a `null` entry meaning
+/// "absent"; other values: equal, numbers and strings compared by their text).
 fn holds(expected: &Json, actual: &Json) -> bool {
     match (expected, actual) {
-        (Json::Object(e), Json::Object(a)) => e
-            .iter()
-            .all(|(k, v)| a.get(k).is_some_and(|av| holds(v, av))),
+        (Json::Object(e), Json::Object(a)) => e.iter().all(|(k, v)| match (v, a.get(k)) {
+            (Json::Null, got) => got.is_none_or(Json::is_null),
+            (v, got) => got.is_some_and(|av| holds(v, av)),
+        }),
         (Json::String(e), other) if !other.is_string() => e.as_str() == other.to_string().as_str(),
         (e, Json::String(a)) if !e.is_string() => e.to_string().as_str() == a.as_str(),
         (e, a) => e == a,
     }
+}
+
+/// Whether every header named in `want` (a list, or one name) is among the removed ones.
+fn removed_subset(want: &Json, got: &Json) -> bool {
+    let got: Vec<String> = got
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default();
+    let has = |w: &Json| {
+        w.as_str()
+            .is_some_and(|w| got.contains(&w.to_ascii_lowercase()))
+    };
+    match want {
+        Json::Array(items) => items.iter().all(has),
+        one => has(one),
+    }
+}
+
+/// The case's injections (`actions`, `jwt`, `tls`, `variables`); `tls.sni` and `tls.version`
+/// become the request's `conn.tls.sni` and `conn.tls.version`.
+fn injections(case: &Json, request: &mut OwnedRequest) -> Result<Injections> {
+    let mut inj = Injections::default();
+    if let Some(actions) = case.get("actions") {
+        let Some(m) = actions.as_object() else {
+            bail!("`actions` must map action types to their result variables");
+        };
+        inj.actions = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    if let Some(claims) = case.get("jwt") {
+        if !claims.is_object() {
+            bail!("`jwt` must be a mapping of claims");
+        }
+        inj.actions.push((
+            "jwt-validation".into(),
+            serde_json::json!({"tokens": [{"header": {}, "payload": claims, "verified": true}]}),
+        ));
+    }
+    if let Some(tls) = case.get("tls") {
+        if !tls.is_object() {
+            bail!("`tls` must be a mapping (`client: {{ subject: {{ common_name: … }} }}`)");
+        }
+        if let Some(sni) = tls.get("sni").and_then(Json::as_str) {
+            request.sni = Some(sni.to_owned());
+        }
+        if let Some(version) = tls.get("version").and_then(Json::as_str) {
+            request.tls_version = Some(version.to_owned());
+        }
+        inj.tls = Some(tls.clone());
+    }
+    if let Some(vars) = case.get("variables") {
+        let Some(m) = vars.as_object() else {
+            bail!("`variables` must map variable names to values");
+        };
+        inj.variables = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    Ok(inj)
 }
 
 /// Runs one case; `Ok(None)` when it passes, otherwise the failure report.
@@ -159,7 +247,8 @@ fn run_case(program: &wicket_engine::Program, case: &Json) -> Result<Option<Stri
         .transpose()
         .context("invalid response `status`")?;
     let response_headers = string_map(response.and_then(|r| r.get("headers")), "response.headers")?;
-    let runs = run_phases(program, &request, status, &response_headers);
+    let injections = injections(case, &mut request)?;
+    let runs = run_phases(program, &request, status, &response_headers, &injections);
     let expect = case
         .get("expect")
         .and_then(Json::as_object)
@@ -173,12 +262,32 @@ fn run_case(program: &wicket_engine::Program, case: &Json) -> Result<Option<Stri
     };
     let actual = actual(run);
     let mut diff = String::new();
+    if let Decision::External { kind, .. } = &run.decision {
+        if expect.get("decision").and_then(Json::as_str) != Some("external") {
+            let _ = writeln!(
+                diff,
+                "    {} reached the external action `{kind}`, which needs the runtime: inject its \
+                 result with `actions: {{ {kind}: {{…}} }}`{} or expect `decision: external`",
+                run.phase,
+                if kind.as_ref() == "terminate-tls" {
+                    " (or `tls: {…}`)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     for (key, want) in expect {
         if key == "phase" {
             continue;
         }
         let got = actual.get(key).cloned().unwrap_or(Json::Null);
-        if !holds(want, &got) {
+        let ok = if key == "removed_headers" {
+            removed_subset(want, &got)
+        } else {
+            holds(want, &got)
+        };
+        if !ok {
             let _ = writeln!(
                 diff,
                 "    {key}:\n      expected: {want}\n      actual:   {got}"
@@ -240,6 +349,34 @@ mod tests {
         assert!(holds(&json!({"s": "401"}), &json!({"s": 401})));
         assert!(!holds(&json!({"a": 2}), &json!({"a": 1})));
         assert!(!holds(&json!({"c": 1}), &json!({"a": 1})));
+        // `null` asserts absence.
+        assert!(holds(&json!({"x": null}), &json!({"a": 1})));
+        assert!(!holds(&json!({"a": null}), &json!({"a": 1})));
+    }
+
+    #[test]
+    fn removed_headers_are_a_case_insensitive_subset() {
+        let got = json!(["x-debug", "server"]);
+        assert!(removed_subset(&json!(["X-Debug"]), &got));
+        assert!(removed_subset(&json!("server"), &got));
+        assert!(!removed_subset(&json!(["x-debug", "x-other"]), &got));
+    }
+
+    #[test]
+    fn injected_results_resume_the_phase() {
+        let doc = json!({"on_http_request": [
+            {"actions": [{"type": "oauth", "config": {"provider": "google"}}]},
+            {"expressions": ["actions.ngrok.oauth.identity.email == 'a@b.c'"],
+             "actions": [{"type": "deny", "config": {"status_code": 418}}]}
+        ]});
+        let program = compile(&PolicyIr::from_json(&doc).unwrap()).unwrap();
+        let case = json!({"request": "GET https://a.test/",
+            "actions": {"oauth": {"identity": {"email": "a@b.c"}}},
+            "expect": {"phase": "on_http_request", "decision": "deny", "status": 418}});
+        assert_eq!(run_case(&program, &case).unwrap(), None);
+        let bare = json!({"request": "GET https://a.test/", "expect": {"status": 418}});
+        let diff = run_case(&program, &bare).unwrap().unwrap();
+        assert!(diff.contains("external action `oauth`"), "{diff}");
     }
 
     #[test]
