@@ -680,9 +680,19 @@ impl Continuation for ResumeStep {
         let ResumeStep {
             shared,
             resume,
-            scratch,
+            mut scratch,
             applied,
         } = *self;
+        if let Some(f) = req
+            .extensions
+            .remove::<crate::policy_hook::ForwardFailure>()
+        {
+            let result = serde_json::json!({
+                "url": f.url,
+                "error": {"code": f.code, "message": f.message},
+            });
+            scratch.set_action_result("forward_internal", wicket_engine::Value::from_json(&result));
+        }
         let decision = shared.resume(req, conn, scratch, resume, applied);
         Box::pin(std::future::ready(decision))
     }

@@ -73,6 +73,18 @@ pub enum ReqDecision {
     },
 }
 
+/// Why a `forward-internal` failed, handed to its `on_error: continue` continuation in the
+/// request's extensions: the resumed phase records it as `actions.ngrok.forward_internal.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardFailure {
+    /// The target URL.
+    pub url: String,
+    /// The error code (`ERR_WICKET_…`).
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
 /// The rest of a request phase, after some I/O.
 pub trait Continuation: Send {
     /// Carries on with the request; may read (and buffer) the body.

@@ -8,6 +8,7 @@ mod harness_internal;
 use std::time::Duration;
 
 use harness_internal::*;
+use wicket_runtime::agent::EndpointState;
 
 const CENTRAL: &str = r#"
 on_http_request:
@@ -31,7 +32,9 @@ on_http_request:
       - type: forward-internal
         config: {url: "https://gone.site.internal", on_error: continue}
       - type: custom-response
-        config: {status_code: 299, body: "fallback"}
+        config:
+          status_code: 299
+          body: "fallback ${actions.ngrok.forward_internal.error.code} ${actions.ngrok.forward_internal.url}"
   - expressions: ["req.url.path.startsWith('/loop/')"]
     actions: [{type: forward-internal, config: {url: "https://loop.site.internal"}}]
 on_http_response:
@@ -52,7 +55,7 @@ on_http_request:
 "#;
 
 struct Fleet {
-    _certs: Certs,
+    certs: Certs,
     edge: wicket_runtime::edge::EdgeHandle,
     _central: wicket_runtime::agent::AgentHandle,
     _devices: wicket_runtime::agent::AgentHandle,
@@ -118,7 +121,7 @@ async fn fleet() -> Fleet {
     let s = settled(&devices).await;
     assert_eq!(bound_url(&s, "a"), "https://dev-a.site.internal");
     Fleet {
-        _certs: c,
+        certs: c,
         edge,
         _central: central,
         _devices: devices,
@@ -229,6 +232,30 @@ async fn internal_endpoints_are_not_public_and_failures_are_clear() {
         assert_eq!(r.header("x-upstream"), "", "{host}");
     }
 
+    // Internal names the edge does not serve are refused at bind time.
+    let bad = start_agent(
+        &f.certs,
+        &agent_yaml(
+            &f.certs,
+            f.edge.addrs().tunnel,
+            TOKEN,
+            "  - name: tls\n    url: tls://db.site.internal\n    upstream: { url: '127.0.0.1:1' }\n  - name: deep\n    url: https://a.b.c.d.e.f.internal\n    upstream: { url: '127.0.0.1:1' }\n",
+        ),
+    );
+    let s = settled(&bad).await;
+    for (name, needle) in [
+        ("tls", "internal `tls` endpoints"),
+        ("deep", "1 to 5 labels"),
+    ] {
+        match s.endpoints.get(name) {
+            Some(EndpointState::Refused(r)) => {
+                assert_eq!(r.code, "ERR_WICKET_4200", "{r:?}");
+                assert!(r.message.contains(needle), "{r:?}");
+            }
+            other => panic!("`{name}` should be refused: {other:?}"),
+        }
+    }
+
     // Unknown target, `on_error: halt` (the default).
     let r = f.central("/gone/1").await;
     assert_eq!(r.status, 502, "{}", r.text());
@@ -242,7 +269,13 @@ async fn internal_endpoints_are_not_public_and_failures_are_clear() {
 
     // `on_error: continue`: the central policy's next action answers.
     let r = f.central("/soft/1").await;
-    assert_eq!((r.status.as_u16(), r.text()), (299, "fallback".to_owned()));
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            299,
+            "fallback ERR_WICKET_3500 https://gone.site.internal".to_owned()
+        )
+    );
 
     // A forwarding loop hits the hop limit.
     let r = f.central("/loop/1").await;

@@ -22,7 +22,9 @@ use super::{IpGuard, Shared};
 use crate::body::{Body, boxed, empty, full, strip_hop_by_hop};
 use crate::io::Prefixed;
 use crate::pages::{self, ErrorPage};
-use crate::policy_hook::{ConnDecision, ConnInfo, LocalResponse, ReqDecision, ResDecision};
+use crate::policy_hook::{
+    ConnDecision, ConnInfo, ForwardFailure, LocalResponse, ReqDecision, ResDecision,
+};
 use crate::proto::control::EndpointProto;
 use crate::proto::meta;
 use crate::routing::normalize_host;
@@ -512,7 +514,15 @@ async fn forward(
                     Err((page, detail)) => {
                         tracing::debug!(endpoint = %route.url, target = %url, code = page.code, "forward-internal failed");
                         match on_error {
-                            Some(p) => decision = p.run(&mut parts, &mut body, &info).await,
+                            Some(p) => {
+                                parts.extensions.insert(ForwardFailure {
+                                    url: url.clone(),
+                                    code: page.code,
+                                    message: format!("{}: {detail}", page.title),
+                                });
+                                decision = p.run(&mut parts, &mut body, &info).await;
+                                parts.extensions.remove::<ForwardFailure>();
+                            }
                             None => return Ok(unwind(&hops, page.response(&detail))),
                         }
                     }
