@@ -238,6 +238,11 @@ struct IdpState {
     user_email: String,
     mode: IdTokenMode,
     token_requests: u64,
+    userinfo_requests: u64,
+    /// Access tokens are no longer accepted.
+    revoked: bool,
+    /// The kid of `key`.
+    kid: String,
 }
 
 #[derive(Clone)]
@@ -279,6 +284,9 @@ impl Idp {
             user_email: "alice@example.com".into(),
             mode: IdTokenMode::Good,
             token_requests: 0,
+            userinfo_requests: 0,
+            revoked: false,
+            kid: "k1".into(),
         })));
         let served = idp.clone();
         let addr = serve(move |req| {
@@ -306,6 +314,21 @@ impl Idp {
         self.0.lock().unwrap().token_requests
     }
 
+    fn userinfo_requests(&self) -> u64 {
+        self.0.lock().unwrap().userinfo_requests
+    }
+
+    fn revoke(&self) {
+        self.0.lock().unwrap().revoked = true;
+    }
+
+    /// A new signing key under a new kid; the JWKS serves only the new one.
+    fn rotate(&self) {
+        let mut s = self.0.lock().unwrap();
+        s.key = es256_key();
+        s.kid = "k2".into();
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<TestBody> {
         let (parts, body) = req.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -327,7 +350,7 @@ impl Idp {
                 let pt = s.key.public_key().as_ref();
                 json_res(
                     StatusCode::OK,
-                    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+                    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": s.kid, "use": "sig",
                         "alg": "ES256", "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
                         "y": URL_SAFE_NO_PAD.encode(&pt[33..65])}]}),
                 )
@@ -438,13 +461,21 @@ impl Idp {
             } else {
                 &s.key
             };
-            res["id_token"] = json!(sign_jwt(key, &claims));
+            res["id_token"] = json!(sign_jwt(key, &s.kid, &claims));
         }
         json_res(StatusCode::OK, res)
     }
 
     /// GitHub-shaped user info: no public e-mail, the address comes from `/user/emails`.
     fn userinfo(&self, parts: &http::request::Parts) -> Response<TestBody> {
+        let revoked = {
+            let mut s = self.0.lock().unwrap();
+            s.userinfo_requests += 1;
+            s.revoked
+        };
+        if revoked {
+            return text(StatusCode::UNAUTHORIZED, "token revoked");
+        }
         let Some(email) = parts
             .headers
             .get("authorization")
@@ -469,8 +500,8 @@ impl Idp {
     }
 }
 
-fn sign_jwt(key: &EcdsaKeyPair, claims: &Json) -> String {
-    let header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+fn sign_jwt(key: &EcdsaKeyPair, kid: &str, claims: &Json) -> String {
+    let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -543,15 +574,26 @@ impl Browser {
             .insert(name.to_owned(), value.to_owned());
     }
 
-    /// One request, no redirects followed.
+    /// One GET, no redirects followed.
     async fn get(&mut self, url: &str) -> Reply {
+        self.request("GET", url, &[]).await
+    }
+
+    /// One request, no redirects followed.
+    async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
         let u = url::Url::parse(url).unwrap();
         let host = u.host_str().unwrap().to_owned();
         let path = match u.query() {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_owned(),
         };
-        let mut req = Request::get(path).header("host", &host);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(cookies) = self.jar.get(&host)
             && !cookies.is_empty()
         {
@@ -644,10 +686,11 @@ const IDENTITY_HEADERS: &str = "  - actions:\n      - type: add-headers\n       
 
 const DOMAIN_RULE: &str = "  - expressions:\n      - \"!actions.ngrok.NS.identity.email.endsWith('@example.com')\"\n    actions:\n      - type: deny\n        config:\n          status_code: 403\n";
 
-/// An edge with three endpoints behind logins at one IdP: `gh.example.test` (`oauth`, the
-/// `github` preset pointed at the IdP), `short.example.test` (the same with a 2 s session) and
-/// `oidc.example.test` (`openid-connect`); plus `broken.example.test`, whose `oauth` lacks a
-/// client secret.
+/// An edge with endpoints behind logins at one IdP: `gh.example.test` (`oauth`, the `github`
+/// preset pointed at the IdP), `short` (the same with a 2 s session), `idle` (3 s idle timeout),
+/// `refresh` (user info re-read every second), `cors` (preflights let through, no domain rule),
+/// `oidc` (`openid-connect`), `nodisc` (an issuer without a discovery document); plus `broken`,
+/// whose `oauth` lacks a client secret.
 async fn world() -> World {
     let c = certs();
     let idp = Idp::start().await;
@@ -666,12 +709,31 @@ async fn world() -> World {
         DOMAIN_RULE.replace("NS", "oidc"),
         IDENTITY_HEADERS.replace("NS", "oidc")
     );
+    let cors = format!(
+        "on_http_request:\n  - actions:\n      - type: oauth\n        config:\n          provider: github\n          client_id: {CLIENT_ID}\n          client_secret: {CLIENT_SECRET}\n          authorization_url: {i}/authorize\n          token_url: {i}/token\n          userinfo_url: {i}/api/user\n          allow_cors_preflight: true\n{}",
+        IDENTITY_HEADERS.replace("NS", "oauth")
+    );
+    let nodisc = format!(
+        "on_http_request:\n  - actions:\n      - type: openid-connect\n        config:\n          issuer_url: http://{up}\n          client_id: {CLIENT_ID}\n          client_secret: {CLIENT_SECRET}\n"
+    );
+    std::fs::write(c.dir.path().join("cors.yml"), cors).unwrap();
+    std::fs::write(c.dir.path().join("nodisc.yml"), nodisc).unwrap();
     let broken = "on_http_request:\n  - actions:\n      - type: oauth\n        config:\n          provider: google\n          client_id: only-an-id\n";
     let dir = c.dir.path();
     std::fs::write(dir.join("gh.yml"), oauth("")).unwrap();
     std::fs::write(
         dir.join("short.yml"),
         oauth("          max_session_duration: 2s\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("idle.yml"),
+        oauth("          idle_session_timeout: 3s\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("refresh.yml"),
+        oauth("          userinfo_refresh_interval: 1s\n"),
     )
     .unwrap();
     std::fs::write(dir.join("oidc.yml"), oidc).unwrap();
@@ -684,10 +746,14 @@ async fn world() -> World {
     let agent = start_agent(
         &c,
         edge.addrs().tunnel,
-        &["gh", "short", "oidc", "broken"].map(endpoint).concat(),
+        &[
+            "gh", "short", "idle", "refresh", "cors", "oidc", "nodisc", "broken",
+        ]
+        .map(endpoint)
+        .concat(),
     );
     let status = settled(&agent).await;
-    for name in ["gh", "short", "oidc"] {
+    for name in ["gh", "short", "idle", "refresh", "cors", "oidc", "nodisc"] {
         assert!(
             matches!(
                 status.endpoints.get(name),
@@ -745,6 +811,18 @@ async fn oauth_login_reaches_the_upstream_with_the_identity_and_logout_ends_it()
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("email=alice@example.com"), "{}", r.text());
     assert_eq!(w.idp.token_requests(), before);
+
+    // A logout for another login (`auth_id`) is not this action's: it reaches the upstream.
+    let r = b
+        .get("https://gh.example.test/ngrok/logout?auth_id=other")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text()
+            .starts_with("upstream path=/ngrok/logout?auth_id=other"),
+        "{}",
+        r.text()
+    );
 
     // Logout clears the cookie; the next request goes back to the IdP.
     let r = b.get("https://gh.example.test/ngrok/logout").await;
@@ -992,4 +1070,104 @@ async fn a_config_error_refuses_the_endpoint_at_bind_time() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_stays_alive_while_used_and_ends_when_left_alone() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let (r, _) = login(b, "idle.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Used within the 3 s idle timeout (but past half of it): the cookie's last-seen time is
+    // rewritten by a redirect to the same URL, which then reaches the upstream.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let r = b.get("https://idle.example.test/p?q=1").await;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{}", r.text());
+        assert_eq!(r.header("location"), "/p?q=1");
+        assert!(r.set_cookies()[0].starts_with("wicket_session_"));
+        let r = b.get("https://idle.example.test/p?q=1").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.text().starts_with("upstream path=/p?q=1"), "{}", r.text());
+    }
+    // Left alone past the timeout: back to the IdP.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let r = b.get("https://idle.example.test/p").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(r.header("location").starts_with(&w.idp.url()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_info_is_refreshed_and_a_revoked_token_ends_the_session() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let (r, _) = login(b, "refresh.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = w.idp.userinfo_requests();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (r, visited) = b.navigate("https://refresh.example.test/r").await;
+    assert_eq!(r.status, StatusCode::OK, "{visited:?}");
+    assert!(r.text().contains("email=alice@example.com"), "{}", r.text());
+    assert!(w.idp.userinfo_requests() > seen);
+    // The provider stops accepting the access token: the next refresh sends the user to log in.
+    w.idp.revoke();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = b.get("https://refresh.example.test/r").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert!(r.header("location").starts_with(&w.idp.url()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_provider_keys_are_fetched_again() {
+    let mut w = world().await;
+    let (r, _) = login(&mut w.browser, "oidc.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The JWKS is cached; the provider now signs with a key under a new kid.
+    w.idp.rotate();
+    w.browser.jar.clear();
+    let (r, _) = login(&mut w.browser, "oidc.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_pass_only_where_allowed() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    let preflight = [
+        ("origin", "https://other.example.test"),
+        ("access-control-request-method", "POST"),
+    ];
+    let r = b
+        .request("OPTIONS", "https://cors.example.test/api", &preflight)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        r.text().starts_with("upstream path=/api email= "),
+        "{}",
+        r.text()
+    );
+    // Not a preflight (no requested method): login.
+    let r = b
+        .request("OPTIONS", "https://cors.example.test/api", &preflight[..1])
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    // An endpoint without `allow_cors_preflight`: login.
+    let r = b
+        .request("OPTIONS", "https://gh.example.test/api", &preflight)
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_without_discovery_fails_closed() {
+    let mut w = world().await;
+    let r = w.browser.get("https://nodisc.example.test/").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert_eq!(r.header(ERROR_HEADER), "ERR_WICKET_4344");
+    assert!(
+        r.text().contains("no valid discovery document"),
+        "{}",
+        r.text()
+    );
+    assert!(!r.text().contains("upstream path"), "{}", r.text());
 }

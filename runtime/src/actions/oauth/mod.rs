@@ -144,6 +144,8 @@ struct OAuthAction {
     userinfo_refresh: Option<u64>,
     allow_cors_preflight: bool,
     cookie_domain: Option<String>,
+    /// Names this action's cookies and prefixes its `state` (`auth_id`, else a hash).
+    suffix: String,
     session_cookie: String,
     flow_cookie: String,
     sealer: Sealer,
@@ -468,6 +470,7 @@ impl OAuthAction {
             cookie_domain,
             session_cookie: format!("wicket_session_{suffix}"),
             flow_cookie: format!("wicket_login_{suffix}"),
+            suffix,
             sealer: Sealer::new(secret, &scope)?,
         })
     }
@@ -649,7 +652,14 @@ impl OAuthAction {
         let query = parts.uri.query();
         let ours =
             || query_param(query, "auth_id").is_none_or(|id| Some(&id) == self.auth_id.as_ref());
-        if path == CALLBACK_PATH {
+        // A callback for another login action of the endpoint (its `state` names that action's
+        // cookies) is not ours: treat it as any request, so a signed-in user passes on to it.
+        let callback_of_ours = || {
+            query_param(query, "state")
+                .and_then(|s| s.split_once('.').map(|(p, _)| p == self.suffix))
+                .unwrap_or(true)
+        };
+        if path == CALLBACK_PATH && callback_of_ours() {
             let site = self.site(&cx)?;
             return self.callback(&cx, &site, now).await;
         }
@@ -860,6 +870,7 @@ impl OAuthAction {
         ) else {
             return Err(ActionError::failed("no randomness available"));
         };
+        let state = format!("{}.{state}", self.suffix);
         let nonce = if self.kind == Kind::Oidc {
             nonce
         } else {
