@@ -400,3 +400,117 @@ mod proxy_protocol {
         edge.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------- scoped edge-wide policies
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_wide_policies_apply_to_the_endpoints_matching_their_patterns() {
+    let c = certs();
+    let dir = c.dir.path();
+    std::fs::write(
+        dir.join("all.yml"),
+        "on_http_response:\n  - actions:\n      - type: add-headers\n        config: {headers: {x-edge-wide: all}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fleet-auth.yml"),
+        "on_http_request:\n  - actions:\n      - type: basic-auth\n        config: {credentials: ['ops:s3cret-fleet']}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("no-tcp.yml"),
+        "on_tcp_connect:\n  - actions:\n      - type: restrict-ips\n        config: {enforce: true, deny: [127.0.0.0/8]}\n",
+    )
+    .unwrap();
+    let mut cfg = edge_config(&c);
+    cfg.policy_file = Some(dir.join("all.yml"));
+    cfg.policies = vec![
+        wicket_runtime::edge::ScopedPolicyFile {
+            file: dir.join("fleet-auth.yml"),
+            endpoints: vec!["*.fleet.example.test".into()],
+        },
+        wicket_runtime::edge::ScopedPolicyFile {
+            file: dir.join("no-tcp.yml"),
+            endpoints: vec!["tcp://*".into()],
+        },
+    ];
+    let edge = start_edge(&c, cfg).await;
+    let up = upstream("app").await;
+    let echo = tcp_echo().await;
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: cam\n    url: http://cam-1.fleet.example.test\n    upstream: {{ url: '{up}' }}\n  - name: wild\n    url: http://*.fleet.example.test\n    upstream: {{ url: '{up}' }}\n  - name: other\n    url: http://other.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"
+            ),
+        ),
+    );
+    let st = settled(&agent).await;
+    let http = edge.addrs().http.unwrap();
+
+    // The fleet (an exact name and a wildcard endpoint under it) needs the credentials…
+    for host in ["cam-1.fleet.example.test", "cam-2.fleet.example.test"] {
+        let r = get(http, None, false, host, "/id/x").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{host}");
+        let mut conn = connect(http, None, false).await;
+        let mut req = request(
+            &conn,
+            "http",
+            host,
+            "/id/x",
+            "GET",
+            pattern_body(0, 1, None),
+        );
+        req.headers_mut().insert(
+            "authorization",
+            "Basic b3BzOnMzY3JldC1mbGVldA==".parse().unwrap(),
+        );
+        let r = collect(conn.send(req).await).await;
+        assert_eq!(r.status, StatusCode::OK, "{host}");
+        assert_eq!(r.text(), "x");
+        assert_eq!(r.header("x-edge-wide"), "all", "{host}");
+    }
+    // …the rest of the edge does not, and the unscoped edge-wide policy runs everywhere.
+    let r = get(http, None, false, "other.example.test", "/id/y").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "y");
+    assert_eq!(r.header("x-edge-wide"), "all");
+
+    // `tcp://*`: every TCP endpoint refuses 127.0.0.1.
+    let port: u16 = bound_url(&st, "echo")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = s.write_all(b"ping").await;
+    assert!(
+        until_closed(&mut s, "refused tcp connection closed")
+            .await
+            .is_empty()
+    );
+    agent.shutdown().await;
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_policy_with_a_bad_pattern_stops_the_edge_from_starting() {
+    let c = certs();
+    std::fs::write(c.dir.path().join("p.yml"), "on_http_request: []\n").unwrap();
+    let mut cfg = edge_config(&c);
+    cfg.policies = vec![wicket_runtime::edge::ScopedPolicyFile {
+        file: c.dir.path().join("p.yml"),
+        endpoints: vec!["ftp://*".into()],
+    }];
+    let err = wicket_runtime::edge::Edge::builder(cfg)
+        .tunnel_cert(c.pair.clone())
+        .public_certs(vec![c.pair.clone()])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ftp://*"), "{err}");
+}

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use wicket_runtime::admin::{self, AdminKey, AdminState};
 use wicket_runtime::credentials::{CredentialService, SqliteStore, StoreAuthenticator};
-use wicket_runtime::edge::{CertFiles, Edge, EdgeConfig, NamedToken, PortRange};
+use wicket_runtime::edge::{CertFiles, Edge, EdgeConfig, NamedToken, PortRange, ScopedPolicyFile};
 
 /// Log output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,6 +76,25 @@ fn listen_addr(s: &str) -> Result<Listen, String> {
 fn duration(s: &str) -> Result<Duration, String> {
     wicket_runtime::duration::parse(s)
         .ok_or_else(|| format!("invalid duration `{s}` (use e.g. `250ms`, `10s`, `5m`)"))
+}
+
+fn scoped_policy(s: &str) -> Result<ScopedPolicyFile, String> {
+    let (patterns, file) = s
+        .rsplit_once('=')
+        .ok_or_else(|| "expected `PATTERN[,PATTERN…]=FILE`".to_owned())?;
+    let endpoints: Vec<String> = patterns
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if endpoints.is_empty() || file.is_empty() {
+        return Err("expected `PATTERN[,PATTERN…]=FILE`".into());
+    }
+    Ok(ScopedPolicyFile {
+        file: file.into(),
+        endpoints,
+    })
 }
 
 fn named_token(s: &str) -> Result<NamedToken, String> {
@@ -145,6 +164,10 @@ pub struct EdgeArgs {
     /// Edge-wide policy file run before every endpoint's own policy.
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
+    /// Edge-wide policy for some endpoints only, as `PATTERN[,PATTERN…]=FILE`, e.g.
+    /// `'*.fleet.example.test,tcp://*=fleet.yml'` (repeatable; adds to the file's `policies`).
+    #[arg(long, value_parser = scoped_policy)]
+    pub endpoint_policy: Vec<ScopedPolicyFile>,
     /// Extra root certificate (PEM) for the edge's outbound requests — JWKS, OpenID Connect,
     /// OAuth, `http-request` (repeatable; adds to the file's list).
     #[arg(long)]
@@ -266,6 +289,7 @@ impl EdgeArgs {
         cfg.outbound_cas.extend(self.outbound_ca.iter().cloned());
         cfg.http_request_allow
             .extend(self.http_request_allow.iter().cloned());
+        cfg.policies.extend(self.endpoint_policy.iter().cloned());
         Ok(cfg)
     }
 }
@@ -407,6 +431,8 @@ mod tests {
             "90s",
             "--tcp-port-range",
             "30000-30009",
+            "--endpoint-policy",
+            "*.fleet.test, tcp://*=fleet.yml",
         ])
         .unwrap();
         let cfg = cli.edge.config().unwrap();
@@ -423,6 +449,9 @@ mod tests {
                 end: 30009
             }
         );
+        assert_eq!(cfg.policies[0].endpoints, ["*.fleet.test", "tcp://*"]);
+        assert_eq!(cfg.policies[0].file, PathBuf::from("fleet.yml"));
+        assert!(Cli::try_parse_from(["edge", "--endpoint-policy", "fleet.yml"]).is_err());
         assert!(Cli::try_parse_from(["edge", "--authtoken", "nope"]).is_err());
         assert!(Cli::try_parse_from(["edge", "--handshake-timeout", "soon"]).is_err());
     }

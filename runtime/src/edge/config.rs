@@ -39,6 +39,10 @@ pub struct EdgeConfig {
     pub authtokens: Vec<NamedToken>,
     /// Edge-wide policy file, run before every endpoint's own policy.
     pub policy_file: Option<PathBuf>,
+    /// Edge-wide policies for some endpoints only (e.g. mandatory auth on `*.fleet.example.test`):
+    /// each runs, in the order listed, after `policy_file` and before the endpoint's own policy
+    /// on the endpoints matching one of its patterns (`docs/edge-config.md`).
+    pub policies: Vec<ScopedPolicyFile>,
     /// PEM files of extra root certificates trusted by the edge's own outbound requests (JWKS,
     /// OpenID Connect discovery, OAuth token exchange, `http-request`), besides the system roots.
     pub outbound_cas: Vec<PathBuf>,
@@ -71,11 +75,23 @@ impl Default for EdgeConfig {
             },
             authtokens: Vec::new(),
             policy_file: None,
+            policies: Vec::new(),
             outbound_cas: Vec::new(),
             http_request_allow: Vec::new(),
             limits: Limits::default(),
         }
     }
+}
+
+/// An edge-wide policy file applied to the endpoints matching `endpoints`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedPolicyFile {
+    /// The policy file (YAML or JSON, the phase map at the top level).
+    pub file: PathBuf,
+    /// Endpoint patterns, `[scheme://]host[:port]`: `*.fleet.example.test`, `tcp://*`,
+    /// `https://admin.example.test`, `tcp://*:20022`. At least one.
+    pub endpoints: Vec<String>,
 }
 
 /// A certificate chain and key as PEM files.
@@ -213,6 +229,9 @@ base_domain: fleet.example.test
 tcp_port_range: { start: 30000, end: 30010 }
 authtokens:
   - { name: cam, token: abc }
+policies:
+  - file: fleet-auth.yml
+    endpoints: ["*.fleet.example.test", "tcp://*"]
 limits:
   handshake_timeout: 5s
   max_streams_per_session: 100
@@ -224,6 +243,10 @@ limits:
         assert_eq!(cfg.limits.max_streams_per_session, 100);
         assert_eq!(cfg.limits.header_timeout, Duration::from_secs(15));
         assert_eq!(cfg.authtokens[0].name, "cam");
+        assert_eq!(
+            cfg.policies[0].endpoints,
+            ["*.fleet.example.test", "tcp://*"]
+        );
         assert!(!format!("{:?}", cfg.authtokens).contains("abc"));
     }
 

@@ -5,6 +5,7 @@
 mod config;
 mod public;
 mod registry;
+mod scope;
 mod session;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-pub use config::{CertFiles, EdgeConfig, Limits, NamedToken, PortRange};
+pub use config::{CertFiles, EdgeConfig, Limits, NamedToken, PortRange, ScopedPolicyFile};
 
 use crate::actions::ActionEnv;
 use crate::auth::{Authenticator, StaticTokens};
@@ -151,24 +152,27 @@ impl EdgeBuilder {
         };
         let edge_policy = match &cfg.policy_file {
             None => None,
-            Some(path) => {
-                let origin = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| EdgeError::Policy {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
-                let src = PolicySource {
-                    origin: origin.clone(),
-                    text,
-                };
-                Some(compiler.compile(&src, EndpointProto::Https).map_err(|r| {
-                    EdgeError::Policy {
-                        origin,
-                        message: r.message,
-                    }
-                })?)
-            }
+            Some(path) => Some(load_edge_policy(compiler.as_ref(), path)?),
         };
+        let scoped_policies = cfg
+            .policies
+            .iter()
+            .map(|sp| {
+                if sp.endpoints.is_empty() {
+                    return Err(EdgeError::Config(format!(
+                        "policy `{}` lists no endpoints (use `policy_file` for every endpoint)",
+                        sp.file.display()
+                    )));
+                }
+                let patterns = sp
+                    .endpoints
+                    .iter()
+                    .map(|p| scope::EndpointPattern::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(EdgeError::Config)?;
+                Ok((patterns, load_edge_policy(compiler.as_ref(), &sp.file)?))
+            })
+            .collect::<Result<Vec<_>, EdgeError>>()?;
         let authenticator = self.authenticator.unwrap_or_else(|| {
             Arc::new(StaticTokens::new(
                 cfg.authtokens
@@ -230,6 +234,7 @@ impl EdgeBuilder {
             auth: authenticator,
             compiler,
             edge_policy,
+            scoped_policies,
             metrics: Arc::new(Metrics::default()),
             per_ip: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -352,6 +357,8 @@ pub(crate) struct Shared {
     auth: Arc<dyn Authenticator>,
     compiler: Arc<dyn PolicyCompiler>,
     edge_policy: Option<Arc<dyn EndpointPolicy>>,
+    /// Edge-wide policies for the endpoints matching their patterns, after `edge_policy`.
+    scoped_policies: Vec<(Vec<scope::EndpointPattern>, Arc<dyn EndpointPolicy>)>,
     metrics: Arc<Metrics>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
@@ -426,20 +433,32 @@ impl Shared {
         })
     }
 
+    /// The policy chain of endpoint `url`: the edge-wide policy, the scoped edge-wide
+    /// policies whose patterns match `url` (in configuration order), then its own `policy`.
     fn compile(
         &self,
         policy: Option<&PolicySource>,
         proto: EndpointProto,
+        url: &str,
     ) -> Result<Arc<dyn EndpointPolicy>, Refusal> {
         let own: Option<Arc<dyn EndpointPolicy>> = match policy {
             Some(src) => Some(self.compiler.compile(src, proto)?),
             None => None,
         };
-        Ok(match (self.edge_policy.clone(), own) {
-            (Some(e), Some(o)) => Arc::new(Chain(e, o)),
-            (Some(p), None) | (None, Some(p)) => p,
-            (None, None) => Arc::new(crate::policy_hook::PassThrough),
-        })
+        let chain = self
+            .edge_policy
+            .iter()
+            .chain(
+                self.scoped_policies
+                    .iter()
+                    .filter(|(patterns, _)| patterns.iter().any(|p| p.matches(proto, url)))
+                    .map(|(_, p)| p),
+            )
+            .chain(own.as_ref())
+            .cloned()
+            .rev()
+            .reduce(|next, first| Arc::new(Chain(first, next)));
+        Ok(chain.unwrap_or_else(|| Arc::new(crate::policy_hook::PassThrough)))
     }
 
     /// Handles a bind request from a session.
@@ -452,7 +471,7 @@ impl Shared {
         self.auth
             .authorize_bind(&crate::auth::Principal::named(sess.owner.clone()), &url)
             .map_err(|e| refusal(codes::FORBIDDEN, e.to_string()))?;
-        let policy = self.compile(req.policy.as_ref(), req.proto)?;
+        let policy = self.compile(req.policy.as_ref(), req.proto, &url)?;
         let mut reg = self.registry();
         reg.expire(self.cfg.limits.offline_retention);
         if let Some(id) = reg.find(&key).map(str::to_owned) {
@@ -536,10 +555,12 @@ impl Shared {
         id: &str,
         policy: Option<&PolicySource>,
     ) -> Result<(), Refusal> {
-        let proto = {
+        let (proto, url) = {
             let reg = self.registry();
             match reg.endpoints.get(id) {
-                Some(ep) if ep.session.as_ref().is_some_and(|s| s.id == sess.link.id) => ep.proto,
+                Some(ep) if ep.session.as_ref().is_some_and(|s| s.id == sess.link.id) => {
+                    (ep.proto, ep.url.clone())
+                }
                 _ => {
                     return Err(refusal(
                         codes::UNKNOWN,
@@ -548,7 +569,7 @@ impl Shared {
                 }
             }
         };
-        let compiled = self.compile(policy, proto)?;
+        let compiled = self.compile(policy, proto, &url)?;
         if let Some(ep) = self.registry().endpoints.get_mut(id) {
             ep.policy = compiled;
         }
@@ -706,6 +727,31 @@ impl Shared {
             "no free port in the edge's tcp range",
         ))
     }
+}
+
+/// Reads and compiles an edge-wide policy file.
+fn load_edge_policy(
+    compiler: &dyn PolicyCompiler,
+    path: &std::path::Path,
+) -> Result<Arc<dyn EndpointPolicy>, EdgeError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| EdgeError::Policy {
+        origin: origin.clone(),
+        message: e.to_string(),
+    })?;
+    let src = PolicySource {
+        origin: origin.clone(),
+        text,
+    };
+    compiler
+        .compile(&src, EndpointProto::Https)
+        .map_err(|r| EdgeError::Policy {
+            origin,
+            message: std::iter::once(r.message)
+                .chain(r.diagnostics)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
 }
 
 /// Un-counts a public connection when dropped.
