@@ -660,11 +660,11 @@ impl OAuthAction {
                 .unwrap_or(true)
         };
         if path == CALLBACK_PATH && callback_of_ours() {
-            let site = self.site(&cx)?;
+            let site = self.site(cx.parts, cx.conn.proto)?;
             return self.callback(&cx, &site, now).await;
         }
         if path == LOGOUT_PATH && ours() {
-            let site = self.site(&cx)?;
+            let site = self.site(cx.parts, cx.conn.proto)?;
             let clear = cookie::set_cookie(&self.session_cookie, "", &site.attrs, Some(0));
             return Ok(ActionOutcome::Respond(response(
                 StatusCode::OK,
@@ -673,7 +673,7 @@ impl OAuthAction {
             )));
         }
         if path == LOGIN_PATH && ours() {
-            let site = self.site(&cx)?;
+            let site = self.site(cx.parts, cx.conn.proto)?;
             let ret = flow::safe_return_path(
                 query_param(query, "redirect_path")
                     .as_deref()
@@ -690,7 +690,7 @@ impl OAuthAction {
         {
             return Ok(self.continue_with(&Session::default(), false));
         }
-        let site = self.site(&cx)?;
+        let site = self.site(cx.parts, cx.conn.proto)?;
         // A valid session continues (unless the provider revoked it at a user-info refresh);
         // anything else — none, tampered, timed out, too old — starts a new login.
         if let Some(mut session) = self.read_session(&parts.headers)
@@ -727,19 +727,22 @@ impl OAuthAction {
     }
 
     /// The origin and cookie attributes of the request.
-    fn site(&self, cx: &RequestCx<'_>) -> Result<Site, ActionError> {
+    fn site(
+        &self,
+        parts: &http::request::Parts,
+        proto: EndpointProto,
+    ) -> Result<Site, ActionError> {
         let bad = |m: String| ActionError {
             status: StatusCode::BAD_REQUEST,
             code: ERR_OAUTH_REQUEST,
             message: m,
         };
-        let authority = cx
-            .parts
+        let authority = parts
             .uri
             .authority()
             .map(|a| a.as_str().to_owned())
             .or_else(|| {
-                cx.parts
+                parts
                     .headers
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
@@ -759,7 +762,7 @@ impl OAuthAction {
             Some(rest) => rest.split(']').next().unwrap_or_default().to_owned(),
             None => authority.split(':').next().unwrap_or_default().to_owned(),
         };
-        let secure = cx.conn.proto != EndpointProto::Http;
+        let secure = proto != EndpointProto::Http;
         let scheme = if secure { "https" } else { "http" };
         if let Some(d) = &self.cookie_domain
             && host != *d
@@ -1687,6 +1690,58 @@ mod tests {
         assert!(matches!(get("identity_token"), Value::String(t) if &*t == "x.y.z"));
         assert!(matches!(get("expires_at"), Value::String(t) if &*t == "2024-06-24T15:30:00Z"));
         assert!(matches!(get("user_info_refreshed"), Value::Bool(false)));
+    }
+
+    #[test]
+    fn the_site_comes_from_the_host_and_the_endpoint_protocol() {
+        let parts = |host: Option<&str>| {
+            let mut b = http::Request::get("/p");
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let a = action();
+        let s = a
+            .site(&parts(Some("App.Example:8443")), EndpointProto::Https)
+            .unwrap();
+        assert_eq!(s.origin, "https://app.example:8443");
+        assert!(s.attrs.secure && s.attrs.domain.is_none());
+        let s = a
+            .site(&parts(Some("[::1]:80")), EndpointProto::Http)
+            .unwrap();
+        assert_eq!(s.origin, "http://[::1]:80");
+        assert!(!s.attrs.secure);
+        for bad in [None, Some("evil.example/x"), Some("a@b"), Some("")] {
+            let e = a.site(&parts(bad), EndpointProto::Https).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, ERR_OAUTH_REQUEST),
+                "{bad:?}"
+            );
+        }
+        let shared = OAuthAction::compile(
+            "openid-connect",
+            &cfg(
+                json!({"issuer_url": "https://idp.example", "client_id": "c",
+                "client_secret": "s", "auth_cookie_domain": ".Example.com"}),
+            ),
+            &[7; 32],
+        )
+        .unwrap();
+        for host in ["example.com", "a.example.com", "b.a.example.com:444"] {
+            let s = shared
+                .site(&parts(Some(host)), EndpointProto::Https)
+                .unwrap();
+            assert_eq!(s.attrs.domain.as_deref(), Some("example.com"), "{host}");
+        }
+        for host in ["badexample.com", "example.com.evil"] {
+            let e = shared
+                .site(&parts(Some(host)), EndpointProto::Https)
+                .unwrap_err();
+            assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR, "{host}");
+            assert!(e.message.contains("`auth_cookie_domain`"), "{}", e.message);
+        }
     }
 
     #[test]
