@@ -1171,3 +1171,41 @@ async fn an_issuer_without_discovery_fails_closed() {
     );
     assert!(!r.text().contains("upstream path"), "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_started_in_several_tabs_all_finish() {
+    let mut w = world().await;
+    let b = &mut w.browser;
+    // Three tabs hit the endpoint before any login finishes.
+    let mut at_idp = Vec::new();
+    for tab in ["/one", "/two", "/three"] {
+        let r = b.get(&format!("https://gh.example.test{tab}")).await;
+        assert_eq!(r.status, StatusCode::FOUND);
+        at_idp.push((tab, r.header("location").to_owned()));
+    }
+    let logins = b
+        .jar
+        .get("gh.example.test")
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("wicket_login_"))
+        .count();
+    assert_eq!(logins, 3);
+    // They come back in another order; each lands where it started.
+    at_idp.reverse();
+    for (tab, idp_url) in at_idp {
+        let r = b.get(&idp_url).await;
+        let r = b.get(r.header("location")).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{tab}: {}", r.text());
+        assert_eq!(r.header("location"), tab);
+    }
+    assert!(
+        !b.jar["gh.example.test"]
+            .keys()
+            .any(|k| k.starts_with("wicket_login_")),
+        "{:?}",
+        b.jar
+    );
+    let r = b.get("https://gh.example.test/one").await;
+    assert_eq!(r.status, StatusCode::OK);
+}

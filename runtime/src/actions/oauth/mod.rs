@@ -147,6 +147,7 @@ struct OAuthAction {
     /// Names this action's cookies and prefixes its `state` (`auth_id`, else a hash).
     suffix: String,
     session_cookie: String,
+    /// The prefix of the login cookies' names.
     flow_cookie: String,
     sealer: Sealer,
 }
@@ -783,6 +784,19 @@ impl OAuthAction {
         })
     }
 
+    /// The login cookie of the login with `state`: one per login in progress, so that logins
+    /// started in several tabs at once all finish.
+    fn flow_cookie_name(&self, state: &str) -> String {
+        let tag: String = state
+            .split_once('.')
+            .map_or("", |(_, r)| r)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(10)
+            .collect();
+        format!("{}_{tag}", self.flow_cookie)
+    }
+
     fn read_session(&self, headers: &HeaderMap) -> Option<Session> {
         cookie::request_cookies(headers, &self.session_cookie)
             .find_map(|v| self.sealer.open::<Session>("session", v))
@@ -925,7 +939,7 @@ impl OAuthAction {
             .seal("flow", &flow)
             .ok_or_else(|| ActionError::failed("cannot seal the login cookie"))?;
         let c = cookie::set_cookie(
-            &self.flow_cookie,
+            &self.flow_cookie_name(&flow.state),
             &sealed,
             &site.attrs,
             Some(flow::FLOW_TTL_SECS),
@@ -947,7 +961,8 @@ impl OAuthAction {
     ) -> Result<ActionOutcome, ActionError> {
         let query = cx.parts.uri.query();
         let state = query_param(query, "state").unwrap_or_default();
-        let flows: Vec<Flow> = cookie::request_cookies(&cx.parts.headers, &self.flow_cookie)
+        let flow_cookie = self.flow_cookie_name(&state);
+        let flows: Vec<Flow> = cookie::request_cookies(&cx.parts.headers, &flow_cookie)
             .filter_map(|v| self.sealer.open::<Flow>("flow", v))
             .collect();
         if flows.is_empty() {
@@ -1001,7 +1016,7 @@ impl OAuthAction {
         let set = self
             .session_set_cookie(&session, site)
             .ok_or_else(|| ActionError::failed("cannot seal the session cookie"))?;
-        let clear = cookie::set_cookie(&self.flow_cookie, "", &site.attrs, Some(0));
+        let clear = cookie::set_cookie(&flow_cookie, "", &site.attrs, Some(0));
         Ok(ActionOutcome::Respond(redirect(
             StatusCode::FOUND,
             &flow::safe_return_path(&flow.ret),
