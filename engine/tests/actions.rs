@@ -298,3 +298,26 @@ fn interpolation_errors_fail_closed() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_failing_condition_ends_closed_naming_its_error_and_false_wins_over_errors() {
+    // The hot path evaluates a condition without its error value and asks again only when it
+    // failed: the error must still be the one the condition evaluates to.
+    let p = program(serde_json::json!({"on_http_request": [
+        {"name": "false wins", "expressions": ["req.method == 'POST'", "req.headers['x-missing'][0] == 'a'"],
+         "actions": [{"type": "deny", "config": {"status_code": 401}}]},
+        {"name": "fails", "expressions": ["req.url.path.startsWith('/x')", "req.headers['x-missing'][0] == 'a'"],
+         "actions": [{"type": "deny", "config": {"status_code": 402}}]}
+    ]}));
+    let mut s = Scratch::new();
+    let out = p.eval(Phase::HttpRequest, &get("GET https://a.test/y"), &mut s);
+    assert_eq!(out.decision, Decision::Continue);
+    let out = p.eval(Phase::HttpRequest, &get("GET https://a.test/x"), &mut s);
+    match &out.decision {
+        Decision::Error { rule, message } => {
+            assert_eq!(&**rule, "fails");
+            assert!(message.contains("x-missing"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

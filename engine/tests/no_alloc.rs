@@ -229,3 +229,21 @@ fn client_ip_indexed_rules_allocate_nothing() {
         assert_eq!(n, 0, "allocations for {ip}");
     }
 }
+
+#[test]
+fn a_closed_circuit_breaker_allocates_nothing() {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let p = program(
+        r#"{"on_http_request": [
+          {"expressions": ["req.url.path.startsWith('/api/')"], "actions": [{"type": "circuit-breaker", "config": {"volume_threshold": 5}}]}
+        ]}"#,
+    );
+    let req = OwnedRequest::parse("GET https://api.example.test/api/x").unwrap();
+    // Admissions are recorded in the scratch (reused) and the breaker's state (held): nothing
+    // per request.
+    let (n, decision) = count(&p, &req, 1000);
+    assert_eq!(decision, Decision::Continue);
+    assert_eq!(n, 0, "allocations per admitted request");
+}

@@ -347,6 +347,9 @@ pub struct Scratch {
     pub(crate) candidates: Vec<u32>,
     /// `circuit-breaker` admissions to report once the upstream answered.
     pub(crate) breakers: Vec<crate::actions::BreakerToken>,
+    /// Whether an action may have written the fields above since the last reset (vars,
+    /// results, URL, effects, admissions).
+    pub(crate) touched: bool,
 }
 
 impl Scratch {
@@ -358,12 +361,6 @@ impl Scratch {
 
     /// Forgets everything of the previous evaluation, keeping the buffers.
     pub(crate) fn reset(&mut self) {
-        if !self.vars.is_empty() {
-            self.vars = MapValue::new();
-        }
-        self.results.clear();
-        self.restrict_ips = None;
-        self.url = None;
         self.ready = 0;
         if self.general_used.get() {
             self.headers.take();
@@ -372,9 +369,19 @@ impl Scratch {
             self.cookies.take();
             self.general_used.set(false);
         }
-        self.effects.clear();
-        self.candidates.clear();
-        self.breakers.clear();
+        // What only actions write: left alone when no action ran (the common request).
+        if self.touched {
+            if !self.vars.is_empty() {
+                self.vars = MapValue::new();
+            }
+            self.results.clear();
+            self.restrict_ips = None;
+            self.url = None;
+            self.effects.clear();
+            self.candidates.clear();
+            self.breakers.clear();
+            self.touched = false;
+        }
     }
 
     /// Notes that the general path may fill the lazily parsed caches.
@@ -488,25 +495,29 @@ fn compose_into<V: RequestView + ?Sized>(
 }
 
 /// Makes a composed field readable through [`str_field`] (at most once per evaluation).
+#[inline]
 fn prepare<V: RequestView + ?Sized>(field: StrField, view: &V, st: &mut Scratch) {
     if let Some(slot) = field.composed_slot() {
-        let bit = 1u8 << slot;
-        if st.ready & bit == 0 {
-            let mut buf = std::mem::take(&mut st.composed[slot]);
-            let ok = compose_into(field, view, st, &mut buf);
-            st.composed[slot] = buf;
-            if ok {
-                st.ready |= bit;
-            } else {
-                st.ready |= bit;
-                st.composed[slot].clear();
-                st.composed[slot].push('\0');
-            }
+        if st.ready & (1u8 << slot) == 0 {
+            compose_slot(field, slot, view, st);
         }
     }
 }
 
+#[inline(never)]
+fn compose_slot<V: RequestView + ?Sized>(field: StrField, slot: usize, view: &V, st: &mut Scratch) {
+    let mut buf = std::mem::take(&mut st.composed[slot]);
+    let ok = compose_into(field, view, st, &mut buf);
+    st.composed[slot] = buf;
+    st.ready |= 1u8 << slot;
+    if !ok {
+        st.composed[slot].clear();
+        st.composed[slot].push('\0');
+    }
+}
+
 /// The value of a string field (composed fields must be [`prepare`]d). `None` when absent.
+#[inline]
 fn str_field<'a, V: RequestView + ?Sized>(
     field: StrField,
     view: &'a V,
@@ -599,13 +610,14 @@ pub fn eval_bool<V: RequestView + ?Sized>(
     view: &V,
     st: &mut Scratch,
 ) -> Result<bool, EvalError> {
+    // The common nodes are handled here, inline; the others out of line, so that this
+    // function stays small (its prologue runs for every node).
     match node {
         Node::Const(b) => Ok(*b),
-        Node::ConstErr(e) => Err(e.clone()),
         Node::And(nodes) => {
             let mut error = None;
             for n in nodes {
-                match eval_bool(n, view, st) {
+                match eval_leaf(n, view, st) {
                     Ok(true) => {}
                     Ok(false) => return Ok(false),
                     Err(e) => {
@@ -620,7 +632,7 @@ pub fn eval_bool<V: RequestView + ?Sized>(
         Node::Or(nodes) => {
             let mut error = None;
             for n in nodes {
-                match eval_bool(n, view, st) {
+                match eval_leaf(n, view, st) {
                     Ok(true) => return Ok(true),
                     Ok(false) => {}
                     Err(e) => {
@@ -632,18 +644,114 @@ pub fn eval_bool<V: RequestView + ?Sized>(
             }
             error.map_or(Ok(false), Err)
         }
-        Node::Not(n) => eval_bool(n, view, st).map(|b| !b),
+        _ => eval_leaf(node, view, st),
+    }
+}
+
+/// A condition's value without its error: the hot path returns this small value and only a
+/// condition that fails is evaluated again by [`eval_bool`] for the error itself (evaluation is
+/// deterministic and side-effect free: the second run sees the same fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Truth {
+    /// `false`.
+    False,
+    /// `true`.
+    True,
+    /// An error (ask [`eval_bool`] which).
+    Error,
+}
+
+/// [`eval_bool`] without the error value (see [`Truth`]).
+pub(crate) fn truth<V: RequestView + ?Sized>(node: &Node, view: &V, st: &mut Scratch) -> Truth {
+    match node {
+        Node::And(nodes) => {
+            let mut error = false;
+            for n in nodes {
+                match truth_leaf(n, view, st) {
+                    Truth::True => {}
+                    Truth::False => return Truth::False,
+                    Truth::Error => error = true,
+                }
+            }
+            if error { Truth::Error } else { Truth::True }
+        }
+        Node::Or(nodes) => {
+            let mut error = false;
+            for n in nodes {
+                match truth_leaf(n, view, st) {
+                    Truth::True => return Truth::True,
+                    Truth::False => {}
+                    Truth::Error => error = true,
+                }
+            }
+            if error { Truth::Error } else { Truth::False }
+        }
+        _ => truth_leaf(node, view, st),
+    }
+}
+
+#[inline(always)]
+fn truth_leaf<V: RequestView + ?Sized>(node: &Node, view: &V, st: &mut Scratch) -> Truth {
+    let b = match node {
+        Node::Const(b) => *b,
         Node::Str { field, op, arg } => {
             prepare(*field, view, st);
-            let s = str_field(*field, view, st).ok_or_else(|| absent(field.name()))?;
-            Ok(match op {
+            let Some(s) = str_field(*field, view, st) else {
+                return Truth::Error;
+            };
+            match op {
                 StrOp::Eq => s == &**arg,
                 StrOp::Ne => s != &**arg,
                 StrOp::Prefix => s.starts_with(&**arg),
                 StrOp::Suffix => s.ends_with(&**arg),
                 StrOp::Contains => s.contains(&**arg),
-            })
+            }
         }
+        _ => match eval_other(node, view, st) {
+            Ok(b) => b,
+            Err(_) => return Truth::Error,
+        },
+    };
+    if b { Truth::True } else { Truth::False }
+}
+
+/// A node under `&&` / `||`: string comparisons inline, the rest through [`eval_other`].
+#[inline]
+fn eval_leaf<V: RequestView + ?Sized>(
+    node: &Node,
+    view: &V,
+    st: &mut Scratch,
+) -> Result<bool, EvalError> {
+    match node {
+        Node::Str { field, op, arg } => {
+            prepare(*field, view, st);
+            match str_field(*field, view, st) {
+                Some(s) => Ok(match op {
+                    StrOp::Eq => s == &**arg,
+                    StrOp::Ne => s != &**arg,
+                    StrOp::Prefix => s.starts_with(&**arg),
+                    StrOp::Suffix => s.ends_with(&**arg),
+                    StrOp::Contains => s.contains(&**arg),
+                }),
+                None => Err(absent(field.name())),
+            }
+        }
+        Node::Const(b) => Ok(*b),
+        _ => eval_other(node, view, st),
+    }
+}
+
+#[inline(never)]
+fn eval_other<V: RequestView + ?Sized>(
+    node: &Node,
+    view: &V,
+    st: &mut Scratch,
+) -> Result<bool, EvalError> {
+    match node {
+        Node::Const(b) => Ok(*b),
+        Node::ConstErr(e) => Err(e.clone()),
+        Node::And(_) | Node::Or(_) | Node::Str { .. } => eval_bool(node, view, st),
+        Node::Not(n) => eval_bool(n, view, st).map(|b| !b),
         Node::StrIn { field, set } => {
             prepare(*field, view, st);
             let s = str_field(*field, view, st).ok_or_else(|| absent(field.name()))?;

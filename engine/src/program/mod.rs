@@ -385,7 +385,7 @@ impl Program {
         scratch: &'s mut Scratch,
     ) -> Outcome<'s> {
         scratch.reset();
-        let decision = self.run(phase, view, scratch, 0, 0, Mode::Compiled);
+        let decision = self.run_compiled(phase, view, scratch);
         Outcome {
             decision,
             effects: &scratch.effects,
@@ -660,32 +660,104 @@ impl Program {
                     }
                 }
             };
-            let mut stop = false;
-            for (a, action) in rule.actions.iter().enumerate().skip(first_action) {
-                let resume = Resume {
-                    phase,
-                    rule: r,
-                    action: u32::try_from(a + 1).unwrap_or(u32::MAX),
-                };
-                match actions::run(action, &self.shared, view, st, resume) {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop(d)) => {
-                        decision = d;
-                        stop = true;
-                        break;
-                    }
-                    Err(e) => {
-                        decision = Decision::Error {
-                            rule: rule.label.clone(),
-                            message: format!("action `{}` failed: {e}", action.kind()),
-                        };
-                        stop = true;
-                        break;
-                    }
+            if let Some(d) = self.run_actions(phase, r, rule, first_action, view, st) {
+                decision = d;
+                break;
+            }
+        }
+        st.candidates = cands;
+        decision
+    }
+
+    /// Runs the actions of matched rule `r` from `first_action`; `Some` when one ended the
+    /// phase.
+    fn run_actions<V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        r: u32,
+        rule: &Rule,
+        first_action: usize,
+        view: &V,
+        st: &mut Scratch,
+    ) -> Option<Decision> {
+        st.touched = true;
+        for (a, action) in rule.actions.iter().enumerate().skip(first_action) {
+            let resume = Resume {
+                phase,
+                rule: r,
+                action: u32::try_from(a + 1).unwrap_or(u32::MAX),
+            };
+            match actions::run(action, &self.shared, view, st, resume) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop(d)) => return Some(d),
+                Err(e) => {
+                    return Some(Decision::Error {
+                        rule: rule.label.clone(),
+                        message: format!("action `{}` failed: {e}", action.kind()),
+                    });
                 }
             }
-            if stop {
-                break;
+        }
+        None
+    }
+
+    /// Rule `r` from its condition: `Some` when it ended the phase.
+    #[inline(always)]
+    fn step<V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        r: u32,
+        rule: &Rule,
+        view: &V,
+        st: &mut Scratch,
+    ) -> Option<Decision> {
+        let matched = match eval::truth(&rule.cond, view, st) {
+            eval::Truth::False => false,
+            eval::Truth::True => true,
+            // Rare: evaluate again for the error itself.
+            eval::Truth::Error => match eval::eval_bool(&rule.cond, view, st) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Some(Decision::Error {
+                        rule: rule.label.clone(),
+                        message: format!("expression failed: {e}"),
+                    });
+                }
+            },
+        };
+        if matched {
+            self.run_actions(phase, r, rule, 0, view, st)
+        } else {
+            None
+        }
+    }
+
+    /// [`Program::eval`]'s walk: the candidate rules in order, no trace.
+    fn run_compiled<V: RequestView + ?Sized>(
+        &self,
+        phase: Phase,
+        view: &V,
+        st: &mut Scratch,
+    ) -> Decision {
+        let ph = &self.phases[phase_index(phase)];
+        if ph.index.is_trivial() {
+            for (r, rule) in (0u32..).zip(&ph.rules) {
+                if let Some(d) = self.step(phase, r, rule, view, st) {
+                    return d;
+                }
+            }
+            return Decision::Continue;
+        }
+        let mut cands = std::mem::take(&mut st.candidates);
+        cands.clear();
+        Self::candidates(&ph.index, view, st, &mut cands);
+        let mut decision = Decision::Continue;
+        for &r in &cands {
+            if let Some(rule) = ph.rules.get(r as usize) {
+                if let Some(d) = self.step(phase, r, rule, view, st) {
+                    decision = d;
+                    break;
+                }
             }
         }
         st.candidates = cands;
@@ -727,6 +799,7 @@ impl Scratch {
 
     /// Records the result variables of an external action before [`Program::resume`].
     pub fn set_action_result(&mut self, namespace: &'static str, value: Value) {
+        self.touched = true;
         self.set_result(namespace, value);
     }
 
