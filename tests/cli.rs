@@ -204,6 +204,7 @@ fn examples_lint_clean() {
         [
             "basic-auth.yaml",
             "circuit-breaker.yaml",
+            "device-gateway.yaml",
             "header-hygiene.yaml",
             "ip-allow-list.yaml",
             "jwt-protected-api.yaml",
