@@ -186,3 +186,34 @@ fn invalid_configs_do_not_compile() {
         assert!(err.to_string().contains(message), "{err}");
     }
 }
+
+#[test]
+fn legacy_field_names_are_honoured() {
+    // `error_threshold_percentage: 100` and `rolling_window`: only an all-failed window trips.
+    let (p, _clock) = program(serde_json::json!({"on_http_request": [
+        {"actions": [{"type": "circuit-breaker", "config": {
+            "error_threshold_percentage": 100, "volume_threshold": 2, "rolling_window": "30s"
+        }}]}
+    ]}));
+    let mut s = Scratch::new();
+    for status in [500, 200, 500] {
+        let (_, tokens) = eval(&p, &mut s, "/");
+        p.report_response(tokens[0], status);
+    }
+    assert_eq!(
+        eval(&p, &mut s, "/").0,
+        Decision::Continue,
+        "2 of 3 failed < 100%"
+    );
+    let err = wicket_engine::compile(
+        &PolicyIr::from_json(&serde_json::json!({"on_http_request": [
+            {"actions": [{"type": "circuit-breaker", "config": {"error_threshold_percentage": 150}}]}
+        ]}))
+        .expect("policy shape"),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("error_threshold_percentage"),
+        "{err}"
+    );
+}

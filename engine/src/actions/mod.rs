@@ -602,15 +602,32 @@ fn breaker_duration(config: &ConfigValue, key: &str) -> Result<Option<Duration>,
 
 fn breaker_config(c: &ConfigValue) -> Result<BreakerConfig, String> {
     let defaults = BreakerConfig::default();
-    let error_threshold = match get(c, "error_threshold") {
-        None => defaults.error_threshold,
-        Some(ConfigValue::Float(f)) => *f,
-        #[expect(clippy::cast_precision_loss, reason = "checked to be 0 or 1 below")]
-        Some(ConfigValue::Int(i)) => *i as f64,
-        Some(v) => v
-            .as_str()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or("`error_threshold` must be a number between 0.0 and 1.0")?,
+    let number = |key: &str| -> Result<Option<f64>, String> {
+        Ok(match get(c, key) {
+            None => None,
+            Some(ConfigValue::Float(f)) => Some(*f),
+            #[expect(clippy::cast_precision_loss, reason = "range-checked by the callers")]
+            Some(ConfigValue::Int(i)) => Some(*i as f64),
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or_else(|| format!("`{key}` must be a number"))?,
+            ),
+        })
+    };
+    // `error_threshold_percentage` (0–100) is the legacy form.
+    let error_threshold = match (
+        number("error_threshold")?,
+        number("error_threshold_percentage")?,
+    ) {
+        (Some(f), _) => f,
+        (None, Some(p)) => {
+            if !(0.0..=100.0).contains(&p) {
+                return Err("`error_threshold_percentage` must be between 0 and 100".into());
+            }
+            p / 100.0
+        }
+        (None, None) => defaults.error_threshold,
     };
     if !(0.0..=1.0).contains(&error_threshold) {
         return Err("`error_threshold` must be between 0.0 and 1.0".into());
@@ -632,7 +649,11 @@ fn breaker_config(c: &ConfigValue) -> Result<BreakerConfig, String> {
     Ok(BreakerConfig {
         error_threshold,
         volume_threshold,
-        window: breaker_duration(c, "window_duration")?.unwrap_or(defaults.window),
+        window: match breaker_duration(c, "window_duration")? {
+            Some(d) => d,
+            // The legacy name.
+            None => breaker_duration(c, "rolling_window")?.unwrap_or(defaults.window),
+        },
         tripped: breaker_duration(c, "tripped_duration")?.unwrap_or(defaults.tripped),
         buckets,
     })
