@@ -217,8 +217,7 @@ async fn connection(addr: SocketAddr, req: Bytes, close: bool, deadline: Instant
         }
         let Some(t) = tcp.as_mut() else { continue };
         let start = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(10), one_request(t, &req, &mut buf)).await
-        {
+        match tokio::time::timeout(Duration::from_secs(10), one_request(t, &req, &mut buf)).await {
             Ok(Ok(n)) => {
                 s.latencies_us
                     .push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -413,7 +412,10 @@ fn main() {
         ("close", "1 KiB Connection: close", "/1k", true),
     ];
     for (short, name, path, close) in scenarios {
-        if only.as_ref().is_some_and(|o| !o.split(',').any(|s| s == short)) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|s| s == short))
+        {
             continue;
         }
         let d = paths
@@ -440,9 +442,7 @@ fn main() {
             // On a machine with spare cores for nobody else, a CPU-bound run would reach this
             // ratio: the same cores serve (client + servers) CPU time per request.
             let projected = (d.server_us + d.client_us) / (t.server_us + t.client_us);
-            println!(
-                "|  | CPU-bound projection |  |  |  |  |  |  |  | {projected:.2}× |  |"
-            );
+            println!("|  | CPU-bound projection |  |  |  |  |  |  |  | {projected:.2}× |  |");
         }
     }
     rt.block_on(async move {

@@ -11,6 +11,13 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Requests by status and the latency histogram of one endpoint.
+#[derive(Debug, Default)]
+struct EndpointStats {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
@@ -21,8 +28,8 @@ struct Histogram {
 /// Edge metrics. Label sets are bounded by the number of bound endpoints.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// One lock per request, and an allocation only the first time an endpoint is seen.
+    endpoints: Mutex<BTreeMap<String, EndpointStats>>,
     /// Live tunnel sessions.
     pub sessions_active: AtomicI64,
     /// Open tunnel streams.
@@ -36,20 +43,25 @@ pub struct Metrics {
 impl Metrics {
     /// Records one HTTP request for `endpoint` (its URL, or `-` for none).
     pub fn record_request(&self, endpoint: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((endpoint.to_owned(), status)).or_default() += 1;
+        let Ok(mut m) = self.endpoints.lock() else {
+            return;
+        };
+        if !m.contains_key(endpoint) {
+            m.insert(endpoint.to_owned(), EndpointStats::default());
         }
-        if let Ok(mut m) = self.latency.lock() {
-            let h = m.entry(endpoint.to_owned()).or_default();
-            let secs = elapsed.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
+        let Some(e) = m.get_mut(endpoint) else {
+            return;
+        };
+        *e.by_status.entry(status).or_default() += 1;
+        let h = &mut e.latency;
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
             }
-            h.sum += secs;
-            h.count += 1;
         }
+        h.sum += secs;
+        h.count += 1;
     }
 
     /// Renders all metrics in the Prometheus text format.
@@ -57,20 +69,24 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP wicket_http_requests_total HTTP requests handled by the edge.\n");
         out.push_str("# TYPE wicket_http_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((ep, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "wicket_http_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
-                    label(ep)
-                );
+        let stats = self.endpoints.lock();
+        if let Ok(m) = &stats {
+            for (ep, e) in m.iter() {
+                let ep = label(ep);
+                for (status, n) in &e.by_status {
+                    let _ = writeln!(
+                        out,
+                        "wicket_http_requests_total{{endpoint=\"{ep}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         out.push_str("# HELP wicket_http_request_duration_seconds Time to response headers.\n");
         out.push_str("# TYPE wicket_http_request_duration_seconds histogram\n");
-        if let Ok(m) = self.latency.lock() {
-            for (ep, h) in m.iter() {
+        if let Ok(m) = &stats {
+            for (ep, e) in m.iter() {
                 let ep = label(ep);
+                let h = &e.latency;
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let _ = writeln!(
                         out,
@@ -95,6 +111,7 @@ impl Metrics {
                 );
             }
         }
+        drop(stats);
         for (name, help, kind, v) in [
             (
                 "wicket_sessions_active",

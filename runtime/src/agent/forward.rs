@@ -34,6 +34,9 @@ pub(crate) struct LocalEndpoint {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     /// For HTTP upstreams behind a PROXY header: pools per public client address.
     proxied: Option<super::proxied::ProxiedClients>,
+    /// Perf: plain `http://` HTTP/1.1 upstreams without a PROXY header use this lean pool
+    /// instead of `client` (see `agent/pool.rs`).
+    h1: Option<Arc<super::pool::H1Pool>>,
     tls: Arc<rustls::ClientConfig>,
     bound: Mutex<Option<(String, String)>>,
     policy: Mutex<(Option<PolicySource>, Option<SystemTime>)>,
@@ -96,8 +99,12 @@ impl LocalEndpoint {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let h1 = (up.scheme == "http" && !up.http2 && proxied.is_none()).then(|| {
+            super::pool::H1Pool::new(&up.authority, 256, std::time::Duration::from_secs(90))
+        });
         let policy_mtime = spec.policy_file.as_deref().and_then(mtime);
         Ok(Self {
+            h1,
             policy: Mutex::new((spec.policy.clone(), policy_mtime)),
             spec,
             client,
@@ -168,22 +175,38 @@ impl LocalEndpoint {
 
     async fn serve_http(&self, req: Request<Incoming>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
-        let host = parts.uri.authority().map(|a| a.as_str().to_owned());
-        let path = parts
+        let host = parts
             .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let client_addr = client_addr(&parts.headers);
+        remove_reserved(&mut parts.headers);
+        if let Some(h) = host {
+            parts.headers.insert(header::HOST, h);
+        }
+        if let Some(pool) = &self.h1 {
+            // Perf: origin-form straight away (no URI formatted and parsed), lean pool.
+            parts.uri = parts.uri.path_and_query().map_or_else(
+                || http::Uri::from_static("/"),
+                |p| http::Uri::from(p.clone()),
+            );
+            parts.version = Version::HTTP_11;
+            return match pool.request(Request::from_parts(parts, boxed(body))).await {
+                Ok(res) => {
+                    let (mut parts, body) = res.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    parts.version = Version::HTTP_2;
+                    Response::from_parts(parts, body)
+                }
+                Err(e) => self.upstream_error(&e),
+            };
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let up = &self.spec.upstream;
         let uri = match format!("{}://{}{path}", up.scheme, up.authority).parse::<http::Uri>() {
             Ok(u) => u,
             Err(e) => return self.upstream_error(&e),
         };
-        let client_addr = client_addr(&parts.headers);
-        remove_reserved(&mut parts.headers);
-        if let Some(h) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
-            parts.headers.insert(header::HOST, h);
-        }
         let mut out = Request::from_parts(parts, boxed(body));
         *out.uri_mut() = uri;
         *out.version_mut() = if up.http2 {

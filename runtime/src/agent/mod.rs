@@ -4,6 +4,7 @@
 mod backoff;
 mod config;
 mod forward;
+mod pool;
 mod proxied;
 
 use std::collections::{BTreeMap, HashMap};
