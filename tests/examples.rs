@@ -18,21 +18,38 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples")
 }
 
-/// The example policies (`examples/*.yaml`, `examples/*.yml`), sorted.
+/// The example policies (`examples/*.yaml`, `examples/*.yml`, and those one directory down such
+/// as `examples/layered/api.yaml`; `agent.yml` files are agent configs), sorted.
 fn policies() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(examples_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for sub in std::fs::read_dir(&path).unwrap() {
+                out.push(sub.unwrap().path());
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    out.retain(|p| {
+        p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+            && p.file_name().is_some_and(|n| n != "agent.yml")
+    });
     out.sort();
     out
 }
 
-/// The cases file of a policy: `examples/NAME.yaml` -> `tests/examples/NAME.cases.yml`.
+/// The cases file of a policy: `examples/NAME.yaml` -> `tests/examples/NAME.cases.yml`,
+/// `examples/DIR/NAME.yaml` -> `tests/examples/DIR/NAME.cases.yml`.
 fn cases_of(policy: &Path) -> PathBuf {
     let stem = policy.file_stem().unwrap().to_str().unwrap();
-    cases_dir().join(format!("{stem}.cases.yml"))
+    let rel_dir = policy
+        .parent()
+        .unwrap()
+        .strip_prefix(examples_dir())
+        .unwrap();
+    cases_dir().join(rel_dir).join(format!("{stem}.cases.yml"))
 }
 
 fn wicket_test(policy: &Path, cases: &Path) -> Output {
@@ -71,9 +88,17 @@ fn every_example_has_a_cases_file() {
 #[test]
 fn every_cases_file_has_a_policy() {
     let policies = policies();
-    let orphans: Vec<_> = std::fs::read_dir(cases_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(cases_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push(path);
+        }
+    }
+    let orphans: Vec<_> = files
+        .into_iter()
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".cases.yml")))
         .filter(|p| !policies.iter().any(|policy| cases_of(policy) == *p))
         .collect();
