@@ -12,6 +12,10 @@
 //! `circuit-breaker` admissions ride on a request that goes upstream (a request extension) and
 //! are reported with the upstream's status in `on_http_response`; a request answered without
 //! the upstream reports them as not sent.
+//!
+//! `terminate-tls` (in `on_tcp_connect`) is compiled at bind time too, into a TLS server
+//! config; the phase stops with [`ConnDecision::TerminateTls`], the edge completes the handshake
+//! and resumes the phase with the negotiated details visible as `conn.tls.*`.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -27,20 +31,24 @@ use http::{HeaderMap, StatusCode};
 use wicket_engine::compile::ir::PolicyIr;
 use wicket_engine::program::RequestView;
 use wicket_engine::program::{BreakerToken, Resume, Upstream};
-use wicket_engine::{Decision, Effect, Program, Scratch};
+use wicket_engine::{Decision, Effect, Program, Scratch, Value};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
 use wicket_policy::render::{Format, render};
 use wicket_policy::source::SourceMap;
 
+use crate::actions::terminate_tls::{self, TlsTermination};
 use crate::actions::{self, ActionEnv, ActionOutcome, ExternalAction, RequestCx};
 use crate::body::Body;
 use crate::policy_hook::{
-    ConnDecision, ConnInfo, Continuation, ERR_POLICY_REFUSED, EndpointPolicy, LocalResponse,
-    PendingRequest, PolicyCompiler, ReqDecision, ResDecision,
+    ConnContinuation, ConnDecision, ConnInfo, Continuation, ERR_POLICY_REFUSED, EndpointPolicy,
+    LocalResponse, PendingRequest, PolicyCompiler, ReqDecision, ResDecision, TerminateTls,
 };
 use crate::proto::control::{EndpointProto, PolicySource, Refusal};
 use crate::proto::meta;
+
+/// The action type the edge carries out at connection level.
+const TERMINATE_TLS: &str = "terminate-tls";
 
 /// Error code of a request ended by a policy runtime error.
 pub const ERR_POLICY_RUNTIME: &str = "ERR_WICKET_4310";
@@ -64,7 +72,7 @@ impl PolicyCompiler for EngineCompiler {
     fn compile(
         &self,
         source: &PolicySource,
-        _proto: EndpointProto,
+        proto: EndpointProto,
     ) -> Result<Arc<dyn EndpointPolicy>, Refusal> {
         let mut map = SourceMap::new();
         let id = map.add(source.origin.clone(), source.text.clone());
@@ -127,11 +135,19 @@ impl PolicyCompiler for EngineCompiler {
                 }
             }
         }
+        let program = Arc::new(program);
+        let tcp = TcpPhase::new(program.clone(), &source.origin, proto).map_err(|e| {
+            refuse(
+                format!("traffic policy `{}`: {e}", source.origin),
+                Vec::new(),
+            )
+        })?;
         Ok(Arc::new(ProgramPolicy(Arc::new(Shared {
-            program: Arc::new(program),
+            program,
             origin: source.origin.clone(),
             handlers,
             env: self.env.clone(),
+            tcp: Arc::new(tcp),
         }))))
     }
 }
@@ -148,6 +164,111 @@ struct Shared {
     /// The request phase's external actions, by the resume point their decision carries.
     handlers: HashMap<Resume, Arc<dyn ExternalAction>>,
     env: Arc<ActionEnv>,
+    /// The connection phase, with its `terminate-tls` actions compiled.
+    tcp: Arc<TcpPhase>,
+}
+
+/// The `on_tcp_connect` phase with its `terminate-tls` actions compiled at bind time, keyed by
+/// the resume point their [`Decision::External`] carries.
+#[derive(Debug)]
+struct TcpPhase {
+    program: Arc<Program>,
+    origin: Arc<str>,
+    tls: HashMap<Resume, Arc<TlsTermination>>,
+}
+
+impl TcpPhase {
+    fn new(program: Arc<Program>, origin: &str, proto: EndpointProto) -> Result<Self, String> {
+        let mut tls = HashMap::new();
+        for a in program.external_actions() {
+            if a.kind.as_ref() != TERMINATE_TLS {
+                continue;
+            }
+            let compiled = terminate_tls::compile(a.config, proto)
+                .map_err(|e| format!("rule `{}`: {e}", a.rule))?;
+            tls.insert(a.resume, Arc::new(compiled));
+        }
+        Ok(Self {
+            program,
+            origin: Arc::from(origin),
+            tls,
+        })
+    }
+
+    /// Runs (`at: None`) or resumes the phase. A `terminate-tls` on a connection whose TLS an
+    /// earlier policy of the chain already terminated closes it (two sets of TLS settings
+    /// cannot both hold); on a plain `http`/`tcp` endpoint (an edge-wide policy) it does not
+    /// apply and the phase goes on.
+    fn run(
+        self: &Arc<Self>,
+        conn: &ConnInfo,
+        scratch: &mut Scratch,
+        at: Option<Resume>,
+    ) -> ConnDecision {
+        let mut at = at;
+        loop {
+            let view = HttpView::conn(conn);
+            let out = match at {
+                None => self.program.eval(Phase::TcpConnect, &view, scratch),
+                Some(r) => self.program.resume(r, &view, scratch),
+            };
+            if let Decision::External { kind, resume, .. } = &out.decision {
+                if kind.as_ref() == TERMINATE_TLS {
+                    let resume = *resume;
+                    if !matches!(conn.proto, EndpointProto::Https | EndpointProto::Tls) {
+                        at = Some(resume);
+                        continue;
+                    }
+                    if conn.tls.is_some() {
+                        // An earlier policy of the chain (the edge-wide one) already chose the
+                        // handshake settings: this one's cannot apply; fail closed.
+                        tracing::error!(policy = %self.origin, endpoint = %conn.endpoint_url, "terminate-tls runs after tls was already terminated by another policy; connection closed");
+                        return ConnDecision::Close;
+                    }
+                    let Some(config) = self.tls.get(&resume).cloned() else {
+                        tracing::error!(policy = %self.origin, "terminate-tls was not compiled at bind time; connection closed");
+                        return ConnDecision::Close;
+                    };
+                    return ConnDecision::TerminateTls(TerminateTls::new(
+                        config,
+                        Box::new(TcpResume {
+                            phase: self.clone(),
+                            at: resume,
+                            scratch: std::mem::take(scratch),
+                        }),
+                    ));
+                }
+            }
+            apply_header_effects(&mut HeaderMap::new(), out.effects, &self.origin);
+            return match out.decision {
+                Decision::Continue => ConnDecision::Allow,
+                ref d => {
+                    tracing::debug!(endpoint = %conn.endpoint_url, decision = ?d, "connection closed by policy");
+                    ConnDecision::Close
+                }
+            };
+        }
+    }
+}
+
+/// `on_tcp_connect` suspended on `terminate-tls`, with its own scratch (the per-thread one
+/// cannot wait for the handshake).
+#[derive(Debug)]
+struct TcpResume {
+    phase: Arc<TcpPhase>,
+    at: Resume,
+    scratch: Scratch,
+}
+
+impl ConnContinuation for TcpResume {
+    fn resume(self: Box<Self>, conn: &ConnInfo) -> ConnDecision {
+        let TcpResume {
+            phase,
+            at,
+            mut scratch,
+        } = *self;
+        phase.run(conn, &mut scratch, Some(at))
+    }
 }
 
 /// The engine's view of a connection, request and response, borrowed from the hyper parts
@@ -274,6 +395,24 @@ impl RequestView for HttpView<'_> {
     }
     fn tls_sni(&self) -> Option<&str> {
         self.conn.sni.as_deref()
+    }
+    fn tls_version(&self) -> Option<&str> {
+        self.conn.tls.as_ref().map(|t| t.version)
+    }
+    fn other(&self, name: &str) -> Option<Value> {
+        let tls = self.conn.tls.as_deref()?;
+        if let Some(rest) = name.strip_prefix("conn.tls.") {
+            return tls.variable(rest);
+        }
+        // `terminate-tls` results describe the connection: readable in every later phase.
+        let rest = name.strip_prefix("actions.ngrok.terminate_tls.")?;
+        if !tls.by_action {
+            return None;
+        }
+        match rest {
+            "warnings" => Some(Value::list(Vec::new())),
+            _ => tls.variable(rest),
+        }
     }
     fn response_status(&self) -> Option<u16> {
         self.res.map(|r| r.status.as_u16())
@@ -448,18 +587,7 @@ fn apply_header_effects(headers: &mut HeaderMap, effects: &[Effect], origin: &st
 
 impl EndpointPolicy for ProgramPolicy {
     fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision {
-        let view = HttpView::conn(conn);
-        with_scratch(|scratch| {
-            let out = self.0.program.eval(Phase::TcpConnect, &view, scratch);
-            apply_header_effects(&mut HeaderMap::new(), out.effects, &self.0.origin);
-            match out.decision {
-                Decision::Continue => ConnDecision::Allow,
-                ref d => {
-                    tracing::debug!(endpoint = %conn.endpoint_url, decision = ?d, "connection closed by policy");
-                    ConnDecision::Close
-                }
-            }
-        })
+        with_scratch(|scratch| self.0.tcp.run(conn, scratch, None))
     }
 
     fn on_http_request(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> ReqDecision {
@@ -765,6 +893,7 @@ mod tests {
             sni: Some("a.example.test".into()),
             endpoint_id: "ep_1".into(),
             endpoint_url: "https://a.example.test".into(),
+            tls: None,
         }
     }
 
@@ -891,11 +1020,14 @@ on_http_response:
         for ext in program.external_actions() {
             handlers.insert(ext.resume, Arc::new(FakeIdentity(email)));
         }
+        let program = Arc::new(program);
+        let tcp = TcpPhase::new(program.clone(), "p.yml", EndpointProto::Https).unwrap();
         ProgramPolicy(Arc::new(Shared {
-            program: Arc::new(program),
+            program,
             origin: "p.yml".into(),
             handlers,
             env: Arc::new(ActionEnv::ephemeral().unwrap()),
+            tcp: Arc::new(tcp),
         }))
     }
 

@@ -30,15 +30,90 @@ pub struct ConnInfo {
     pub endpoint_id: String,
     /// The endpoint URL.
     pub endpoint_url: String,
+    /// What the edge negotiated when it terminated TLS (`conn.tls.*`); `None` for plain HTTP,
+    /// TCP and TLS passed through to the agent.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// Decision for a new connection (`on_tcp_connect`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ConnDecision {
     /// Carry on.
     Allow,
     /// Close the connection immediately.
     Close,
+    /// A `terminate-tls` action stopped the phase: the edge completes the handshake with these
+    /// settings, then resumes the phase ([`TerminateTls::resume`]) with the TLS details in
+    /// [`ConnInfo::tls`].
+    TerminateTls(TerminateTls),
+}
+
+impl PartialEq for ConnDecision {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Allow, Self::Allow) | (Self::Close, Self::Close) => true,
+            (Self::TerminateTls(a), Self::TerminateTls(b)) => Arc::ptr_eq(&a.config, &b.config),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ConnDecision {}
+
+/// The rest of an `on_tcp_connect` phase suspended on `terminate-tls`.
+pub trait ConnContinuation: Send + std::fmt::Debug {
+    /// Resumes the phase once the handshake is done (`conn.tls` is set).
+    fn resume(self: Box<Self>, conn: &ConnInfo) -> ConnDecision;
+}
+
+/// A suspended `on_tcp_connect` waiting for the edge to terminate TLS.
+#[derive(Debug)]
+pub struct TerminateTls {
+    /// The compiled action (server certificate, versions, client authentication).
+    pub config: Arc<crate::actions::terminate_tls::TlsTermination>,
+    next: Box<dyn ConnContinuation>,
+}
+
+impl TerminateTls {
+    /// A suspension that continues with `next`.
+    pub fn new(
+        config: Arc<crate::actions::terminate_tls::TlsTermination>,
+        next: Box<dyn ConnContinuation>,
+    ) -> Self {
+        Self { config, next }
+    }
+
+    /// Resumes the phase after the handshake. The decision is never `TerminateTls` again for
+    /// the same connection: later `terminate-tls` actions see the connection already terminated.
+    pub fn resume(self, conn: &ConnInfo) -> ConnDecision {
+        self.next.resume(conn)
+    }
+
+    /// Runs `then` after this suspension's phase allows the connection (policy chains).
+    pub fn and_then(self, then: Arc<dyn EndpointPolicy>) -> Self {
+        Self {
+            config: self.config,
+            next: Box::new(AndThen {
+                first: self.next,
+                then,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AndThen {
+    first: Box<dyn ConnContinuation>,
+    then: Arc<dyn EndpointPolicy>,
+}
+
+impl ConnContinuation for AndThen {
+    fn resume(self: Box<Self>, conn: &ConnInfo) -> ConnDecision {
+        match self.first.resume(conn) {
+            ConnDecision::Allow => self.then.on_tcp_connect(conn),
+            d => d,
+        }
+    }
 }
 
 /// A response generated at the edge instead of forwarding.
@@ -257,6 +332,7 @@ mod tests {
             sni: None,
             endpoint_id: "ep_1".into(),
             endpoint_url: "http://a.test".into(),
+            tls: None,
         };
         assert_eq!(PassThrough.on_tcp_connect(&conn), ConnDecision::Allow);
         let (mut parts, ()) = http::Request::new(()).into_parts();

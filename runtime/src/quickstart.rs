@@ -203,6 +203,7 @@ impl Quickstart {
                 text: opts.policy.clone(),
             }),
             policy_file: Some(policy_path.clone()),
+            tls_termination: None,
         };
         let agent = Agent::start_with(
             section,

@@ -9,6 +9,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use wicket_engine::Value;
+use wicket_engine::value::{Key, MapValue};
 
 /// ALPN protocol id of the tunnel.
 pub const TUNNEL_ALPN: &[u8] = b"wicket/1";
@@ -425,6 +427,422 @@ pub fn generate_dev_ca(names: &[String]) -> Result<(String, String, String), Tls
         format!("{}{}", leaf.pem(), ca.pem()),
         leaf_key.serialize_pem(),
     ))
+}
+
+/// What the edge learned from a TLS handshake it terminated: the `conn.tls.*` variables
+/// (and `actions.ngrok.terminate_tls.*` when a `terminate-tls` action chose the settings).
+#[derive(Debug)]
+pub struct TlsInfo {
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+    /// IANA cipher suite name (`TLS_AES_128_GCM_SHA256`).
+    pub cipher_suite: &'static str,
+    /// The ALPN protocol agreed on, if any.
+    pub alpn: Option<String>,
+    /// The server name the client sent.
+    pub sni: Option<String>,
+    /// Whether the session was resumed.
+    pub resumed: bool,
+    /// The client's leaf certificate (mutual TLS).
+    pub client: Option<Arc<PeerCert>>,
+    /// The leaf certificate the edge presented.
+    pub server: Option<Arc<PeerCert>>,
+    /// Whether a `terminate-tls` action set the handshake up (its result variables exist).
+    pub by_action: bool,
+}
+
+impl TlsInfo {
+    /// Reads what a finished server handshake negotiated; `server` is the presented leaf.
+    pub fn from_connection(
+        conn: &rustls::ServerConnection,
+        server: Option<Arc<PeerCert>>,
+        by_action: bool,
+    ) -> Self {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            _ => "1.3",
+        };
+        let cipher_suite = conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .map_or("", |n| n.strip_prefix("TLS13_").map_or(n, tls13_name));
+        Self {
+            version,
+            cipher_suite,
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            sni: conn.server_name().map(str::to_owned),
+            resumed: matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+            client: conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(PeerCert::new(c.clone().into_owned()))),
+            server,
+            by_action,
+        }
+    }
+
+    /// The value of `conn.tls.<suffix>` (`version`, `client.subject.common_name`, …). Client
+    /// certificate fields read as empty values when the client sent no certificate; `None` for
+    /// names this edge does not provide (`ja4_fingerprint`).
+    pub fn variable(&self, suffix: &str) -> Option<Value> {
+        Some(match suffix {
+            "version" => Value::string(self.version),
+            "cipher_suite" => Value::string(self.cipher_suite),
+            "negotiated_alpn" => Value::string(self.alpn.as_deref().unwrap_or("")),
+            "session_resumed" => Value::Bool(self.resumed),
+            "sni" => Value::string(self.sni.as_deref().unwrap_or("")),
+            _ => {
+                if let Some(rest) = suffix.strip_prefix("client") {
+                    return cert_variable(self.client.as_deref(), rest);
+                }
+                let rest = suffix.strip_prefix("server")?;
+                return cert_variable(self.server.as_deref(), rest);
+            }
+        })
+    }
+}
+
+/// `TLS13_AES_128_GCM_SHA256` → `TLS_AES_128_GCM_SHA256` (the IANA and Go spelling).
+fn tls13_name(rest: &str) -> &'static str {
+    match rest {
+        "AES_128_GCM_SHA256" => "TLS_AES_128_GCM_SHA256",
+        "AES_256_GCM_SHA384" => "TLS_AES_256_GCM_SHA384",
+        "CHACHA20_POLY1305_SHA256" => "TLS_CHACHA20_POLY1305_SHA256",
+        _ => "",
+    }
+}
+
+/// A certificate seen in a handshake, parsed on first use.
+#[derive(Debug)]
+pub struct PeerCert {
+    der: CertificateDer<'static>,
+    fields: std::sync::OnceLock<Option<CertFields>>,
+}
+
+impl PeerCert {
+    /// Wraps a DER certificate.
+    pub fn new(der: CertificateDer<'static>) -> Self {
+        Self {
+            der,
+            fields: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The DER bytes.
+    pub fn der(&self) -> &CertificateDer<'static> {
+        &self.der
+    }
+
+    /// The parsed fields; `None` when the certificate cannot be parsed.
+    pub fn fields(&self) -> Option<&CertFields> {
+        self.fields
+            .get_or_init(|| CertFields::parse(&self.der))
+            .as_ref()
+    }
+}
+
+/// A distinguished name: its RFC 2253 rendering and the attributes policies read.
+#[derive(Debug, Default, Clone)]
+pub struct Dn {
+    /// `CN=device-1,O=Acme,C=DE` (last RDN first, as RFC 2253 and Go render it).
+    pub rendered: String,
+    /// `CN` (the first one).
+    pub common_name: String,
+    /// `C`.
+    pub country: Vec<String>,
+    /// `L`.
+    pub locality: Vec<String>,
+    /// `O`.
+    pub organization: Vec<String>,
+    /// `OU`.
+    pub organizational_unit: Vec<String>,
+    /// `postalCode`.
+    pub postal_code: Vec<String>,
+    /// `ST`.
+    pub province: Vec<String>,
+    /// `street`.
+    pub street_address: Vec<String>,
+}
+
+/// The subject alternative names of a certificate.
+#[derive(Debug, Default, Clone)]
+pub struct Sans {
+    /// `DNS:a.test, IP:10.0.0.1, email:x@y.test, URI:spiffe://…`.
+    pub rendered: String,
+    /// DNS names.
+    pub dns_names: Vec<String>,
+    /// Email addresses.
+    pub email_addresses: Vec<String>,
+    /// IP addresses.
+    pub ip_addresses: Vec<String>,
+    /// URIs.
+    pub uris: Vec<String>,
+}
+
+/// One X.509 extension.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    /// The OID, dotted.
+    pub id: String,
+    /// The critical flag.
+    pub critical: bool,
+    /// The raw value.
+    pub value: Vec<u8>,
+}
+
+/// The fields of a certificate that `conn.tls.client.*` / `conn.tls.server.*` expose.
+#[derive(Debug, Clone)]
+pub struct CertFields {
+    /// Subject.
+    pub subject: Dn,
+    /// Issuer.
+    pub issuer: Dn,
+    /// Subject alternative names.
+    pub san: Sans,
+    /// Serial number, decimal.
+    pub serial_number: String,
+    /// Signature algorithm (`ECDSA-SHA256`, `SHA256-RSA`, `Ed25519`; the OID when unknown).
+    pub signature_algorithm: String,
+    /// Start of validity, seconds since the epoch.
+    pub not_before: i64,
+    /// End of validity, seconds since the epoch.
+    pub not_after: i64,
+    /// The extensions, in order.
+    pub extensions: Vec<Extension>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+impl CertFields {
+    /// Parses a DER certificate; `None` when it is not one.
+    pub fn parse(der: &CertificateDer<'_>) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        let mut san = Sans::default();
+        if let Ok(Some(ext)) = cert.subject_alternative_name() {
+            use x509_parser::extensions::GeneralName;
+            let mut parts = Vec::new();
+            for name in &ext.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => {
+                        parts.push(format!("DNS:{n}"));
+                        san.dns_names.push((*n).to_owned());
+                    }
+                    GeneralName::RFC822Name(n) => {
+                        parts.push(format!("email:{n}"));
+                        san.email_addresses.push((*n).to_owned());
+                    }
+                    GeneralName::URI(n) => {
+                        parts.push(format!("URI:{n}"));
+                        san.uris.push((*n).to_owned());
+                    }
+                    GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => <[u8; 4]>::try_from(*b)
+                                .map(|a| std::net::IpAddr::from(a).to_string())
+                                .ok(),
+                            16 => <[u8; 16]>::try_from(*b)
+                                .map(|a| std::net::IpAddr::from(a).to_string())
+                                .ok(),
+                            _ => None,
+                        };
+                        if let Some(ip) = ip {
+                            parts.push(format!("IP:{ip}"));
+                            san.ip_addresses.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            san.rendered = parts.join(", ");
+        }
+        Some(Self {
+            subject: dn(cert.subject()),
+            issuer: dn(cert.issuer()),
+            san,
+            serial_number: cert.serial.to_string(),
+            signature_algorithm: signature_name(&cert.signature_algorithm.algorithm.to_id_string()),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            extensions: cert
+                .extensions()
+                .iter()
+                .map(|e| Extension {
+                    id: e.oid.to_id_string(),
+                    critical: e.critical,
+                    value: e.value.to_vec(),
+                })
+                .collect(),
+            pem: pem_certificate(der.as_ref()),
+        })
+    }
+}
+
+fn signature_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.113549.1.1.5" => "SHA1-RSA",
+        "1.2.840.113549.1.1.11" => "SHA256-RSA",
+        "1.2.840.113549.1.1.12" => "SHA384-RSA",
+        "1.2.840.113549.1.1.13" => "SHA512-RSA",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.2.840.10045.4.1" => "ECDSA-SHA1",
+        "1.2.840.10045.4.3.2" => "ECDSA-SHA256",
+        "1.2.840.10045.4.3.3" => "ECDSA-SHA384",
+        "1.2.840.10045.4.3.4" => "ECDSA-SHA512",
+        "1.3.101.112" => "Ed25519",
+        other => other,
+    }
+    .to_owned()
+}
+
+fn dn(name: &x509_parser::x509::X509Name<'_>) -> Dn {
+    let mut out = Dn::default();
+    let mut rdns = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let oid = attr.attr_type().to_id_string();
+            let value = attr.as_str().ok().map(str::to_owned);
+            let short = match oid.as_str() {
+                "2.5.4.3" => "CN",
+                "2.5.4.6" => "C",
+                "2.5.4.7" => "L",
+                "2.5.4.8" => "ST",
+                "2.5.4.9" => "STREET",
+                "2.5.4.10" => "O",
+                "2.5.4.11" => "OU",
+                "2.5.4.17" => "POSTALCODE",
+                "2.5.4.5" => "SERIALNUMBER",
+                _ => "",
+            };
+            match &value {
+                Some(v) if !short.is_empty() => {
+                    parts.push(format!("{short}={}", escape_dn(v)));
+                }
+                _ => parts.push(format!("{oid}=#{}", hex::encode(attr.attr_value().data))),
+            }
+            let Some(v) = value else { continue };
+            match short {
+                "CN" if out.common_name.is_empty() => out.common_name = v,
+                "C" => out.country.push(v),
+                "L" => out.locality.push(v),
+                "ST" => out.province.push(v),
+                "STREET" => out.street_address.push(v),
+                "O" => out.organization.push(v),
+                "OU" => out.organizational_unit.push(v),
+                "POSTALCODE" => out.postal_code.push(v),
+                _ => {}
+            }
+        }
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    out.rendered = rdns.join(",");
+    out
+}
+
+/// Escapes an RDN value per RFC 2253 §2.4.
+fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// PEM-encodes a DER certificate (64-column base64).
+pub fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+fn strings(v: &[String]) -> Value {
+    Value::list(v.iter().map(|s| Value::string(s.as_str())).collect())
+}
+
+fn timestamp(secs: i64) -> Value {
+    Value::Timestamp(jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// Go's zero time (`0001-01-01T00:00:00Z`): the validity of an absent certificate.
+fn zero_time() -> Value {
+    timestamp(-62_135_596_800)
+}
+
+fn dn_variable(dn: Option<&Dn>, rest: &str) -> Option<Value> {
+    let empty = Dn::default();
+    let dn = dn.unwrap_or(&empty);
+    Some(match rest {
+        "" => Value::string(dn.rendered.as_str()),
+        ".common_name" => Value::string(dn.common_name.as_str()),
+        ".country" => strings(&dn.country),
+        ".locality" => strings(&dn.locality),
+        ".organization" => strings(&dn.organization),
+        ".organizational_unit" => strings(&dn.organizational_unit),
+        ".postal_code" => strings(&dn.postal_code),
+        ".province" => strings(&dn.province),
+        ".street_address" => strings(&dn.street_address),
+        _ => return None,
+    })
+}
+
+/// `conn.tls.client<rest>` / `conn.tls.server<rest>` (`rest` starts with `.`).
+fn cert_variable(cert: Option<&PeerCert>, rest: &str) -> Option<Value> {
+    let f = cert.and_then(PeerCert::fields);
+    let rest = rest.strip_prefix('.')?;
+    if let Some(r) = rest.strip_prefix("subject") {
+        return dn_variable(f.map(|f| &f.subject), r);
+    }
+    if let Some(r) = rest.strip_prefix("issuer") {
+        return dn_variable(f.map(|f| &f.issuer), r);
+    }
+    let empty = Sans::default();
+    let san = f.map_or(&empty, |f| &f.san);
+    Some(match rest {
+        "san" => Value::string(san.rendered.as_str()),
+        "san.dns_names" => strings(&san.dns_names),
+        "san.email_addresses" => strings(&san.email_addresses),
+        "san.ip_addresses" => strings(&san.ip_addresses),
+        "san.uris" => strings(&san.uris),
+        "serial_number" => Value::string(f.map_or("", |f| f.serial_number.as_str())),
+        "signature_algorithm" => Value::string(f.map_or("", |f| f.signature_algorithm.as_str())),
+        "pem" => Value::string(f.map_or("", |f| f.pem.as_str())),
+        "validity.not_before" => f.map_or_else(zero_time, |f| timestamp(f.not_before)),
+        "validity.not_after" => f.map_or_else(zero_time, |f| timestamp(f.not_after)),
+        "extensions" => Value::list(
+            f.map(|f| f.extensions.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    let mut m = MapValue::new();
+                    m.upsert(Key::String(Arc::from("id")), Value::string(e.id.as_str()));
+                    m.upsert(Key::String(Arc::from("critical")), Value::Bool(e.critical));
+                    m.upsert(
+                        Key::String(Arc::from("value")),
+                        Value::bytes(e.value.as_slice()),
+                    );
+                    Value::map(m)
+                })
+                .collect(),
+        ),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -201,6 +201,7 @@ fn quick_spec(q: &Quick) -> Result<EndpointSpec> {
         upstream,
         policy,
         policy_file: args.traffic_policy_file.clone(),
+        tls_termination: None,
     })
 }
 

@@ -13,6 +13,7 @@
 pub mod http_request;
 pub mod jwks;
 pub mod oauth;
+pub mod terminate_tls;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

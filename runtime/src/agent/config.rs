@@ -124,6 +124,9 @@ pub struct EndpointConfig {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Option<String>,
+    /// `tls://` endpoints only: terminate TLS at the agent with its own certificate.
+    #[serde(default)]
+    pub agent_tls_termination: Option<super::tls_termination::AgentTlsTerminationConfig>,
 }
 
 fn yes() -> bool {
@@ -193,6 +196,8 @@ pub struct EndpointSpec {
     pub policy: Option<PolicySource>,
     /// Policy file to watch for changes.
     pub policy_file: Option<PathBuf>,
+    /// TLS terminated at the agent (`agent_tls_termination`, `tls://` endpoints).
+    pub tls_termination: Option<super::tls_termination::AgentTls>,
 }
 
 /// A resolved upstream.
@@ -320,6 +325,15 @@ impl EndpointConfig {
             }
             (None, None) => (None, None),
         };
+        let tls_termination = match &self.agent_tls_termination {
+            None => None,
+            Some(_) if proto != EndpointProto::Tls => {
+                return Err(invalid(
+                    "`agent_tls_termination` applies to `tls://` endpoints only".into(),
+                ));
+            }
+            Some(t) => Some(t.compile(base_dir).map_err(|e| invalid(e.to_string()))?),
+        };
         Ok(EndpointSpec {
             name: self.name.clone(),
             proto,
@@ -327,6 +341,7 @@ impl EndpointConfig {
             upstream,
             policy,
             policy_file,
+            tls_termination,
         })
     }
 }

@@ -275,12 +275,18 @@ impl LocalEndpoint {
             Err(e) => return self.upstream_error(&e),
         };
         let name = self.spec.name.clone();
+        let agent_tls = self.spec.tls_termination.clone();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
                     let mut tunnel = TokioIo::new(up);
-                    if let Err(e) = crate::io::copy_with_idle(&mut tunnel, &mut io, PIPE_IDLE).await
-                    {
+                    let r = match agent_tls {
+                        Some(t) => t.pipe(tunnel, &mut io, PIPE_IDLE).await,
+                        None => crate::io::copy_with_idle(&mut tunnel, &mut io, PIPE_IDLE)
+                            .await
+                            .map(drop),
+                    };
+                    if let Err(e) = r {
                         tracing::debug!(endpoint = %name, error = %e, "pipe ended");
                     }
                 }

@@ -6,6 +6,7 @@ mod config;
 mod forward;
 mod pool;
 mod proxied;
+pub mod tls_termination;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -781,6 +781,8 @@ impl EndpointPolicy for Chain {
     fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision {
         match self.0.on_tcp_connect(conn) {
             ConnDecision::Allow => self.1.on_tcp_connect(conn),
+            // The endpoint's policy runs once the edge-wide one resumes after the handshake.
+            ConnDecision::TerminateTls(t) => ConnDecision::TerminateTls(t.and_then(self.1.clone())),
             d => d,
         }
     }

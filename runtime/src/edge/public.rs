@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::registry::Route;
 use super::{IpGuard, Shared};
+use crate::actions::terminate_tls;
 use crate::body::{Body, boxed, empty, full, strip_hop_by_hop};
 use crate::io::Prefixed;
 use crate::pages::{self, ErrorPage};
@@ -29,6 +30,7 @@ use crate::proto::control::EndpointProto;
 use crate::proto::meta;
 use crate::routing::normalize_host;
 use crate::sni::{self, ClientHelloSni};
+use crate::tls::TlsInfo;
 
 type HttpResult = Result<Response<Body>, std::io::Error>;
 
@@ -89,6 +91,7 @@ pub(crate) async fn serve_http(shared: Arc<Shared>, listener: TcpListener) {
                 local,
                 EndpointProto::Http,
                 None,
+                None,
             )
             .await;
             drop(guard);
@@ -103,6 +106,7 @@ async fn serve_http_conn<I>(
     local: SocketAddr,
     proto: EndpointProto,
     sni: Option<String>,
+    tls: Option<ConnTls>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -111,7 +115,8 @@ async fn serve_http_conn<I>(
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let sni = sni.clone();
-        async move { proxy_http(shared, req, peer, local, proto, sni).await }
+        let tls = tls.clone();
+        async move { proxy_http(shared, req, peer, local, proto, sni, tls).await }
     });
     // A connection on which no byte moves either way for `limits.idle_timeout` is closed
     // (HTTP/1.1 keep-alive between requests, an HTTP/2 connection without traffic, a stalled
@@ -132,44 +137,97 @@ pub(crate) async fn serve_https(shared: Arc<Shared>, listener: TcpListener) {
     while let Some((tcp, peer, guard)) = accept(&shared, &listener).await {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let header_timeout = shared.cfg.limits.header_timeout;
-            match tokio::time::timeout(header_timeout, read_client_hello(tcp)).await {
-                Ok(Ok((tcp, prefix, name))) => {
-                    let local = tcp.local_addr().unwrap_or(peer);
-                    let passthrough = name
-                        .as_deref()
-                        .and_then(|n| shared.registry().lookup_host(EndpointProto::Tls, n));
-                    if let Some(route) = passthrough {
-                        let io = Prefixed::new(prefix, tcp);
-                        pipe_raw(&shared, route, io, peer, local, name).await;
-                    } else if let Some(cfg) = shared.public_tls.clone() {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                        let io = Prefixed::new(prefix, tcp);
-                        match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
-                            Ok(Ok(tls)) => {
-                                serve_http_conn(
-                                    shared,
-                                    TokioIo::new(tls),
-                                    peer,
-                                    local,
-                                    EndpointProto::Https,
-                                    name,
-                                )
-                                .await;
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "tls handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                        }
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "reading client hello failed"),
-                Err(_) => tracing::debug!(%peer, "client hello timed out"),
-            }
+            serve_tls_conn(shared, tcp, peer).await;
             drop(guard);
         });
     }
+}
+
+/// The TLS side of an HTTPS connection: which endpoint's `on_tcp_connect` ran for it and what
+/// the handshake negotiated.
+#[derive(Clone, Debug)]
+struct ConnTls {
+    info: Arc<TlsInfo>,
+    /// The endpoint the ClientHello's SNI named (its `on_tcp_connect` ran before the handshake).
+    endpoint: Option<String>,
+}
+
+/// One connection on the HTTPS/TLS listener: peek the ClientHello, route by SNI (`tls://`
+/// endpoints first), run the endpoint's `on_tcp_connect`, and terminate TLS with the edge's
+/// certificates or with the settings of the endpoint's `terminate-tls` action.
+async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let header_timeout = shared.cfg.limits.header_timeout;
+    let (tcp, prefix, name) =
+        match tokio::time::timeout(header_timeout, read_client_hello(tcp)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "reading client hello failed"),
+            Err(_) => return tracing::debug!(%peer, "client hello timed out"),
+        };
+    let local = tcp.local_addr().unwrap_or(peer);
+    let io = Prefixed::new(prefix, tcp);
+    let passthrough = name
+        .as_deref()
+        .and_then(|n| shared.registry().lookup_host(EndpointProto::Tls, n));
+    if let Some(route) = passthrough {
+        return pipe_raw(&shared, route, io, peer, local, name).await;
+    }
+    let Some(default) = shared.public_tls.clone() else {
+        return;
+    };
+    let route = name
+        .as_deref()
+        .and_then(|n| shared.registry().lookup_host(EndpointProto::Https, n));
+    let mut info = ConnInfo {
+        client_addr: peer,
+        local_addr: local,
+        proto: EndpointProto::Https,
+        sni: name.clone(),
+        endpoint_id: route.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+        endpoint_url: route.as_ref().map(|r| r.url.clone()).unwrap_or_default(),
+        tls: None,
+    };
+    let decision = match &route {
+        Some(r) => r.policy.on_tcp_connect(&info),
+        None => ConnDecision::Allow,
+    };
+    let (config, leaf, pending) = match decision {
+        ConnDecision::Allow => (default, None, None),
+        ConnDecision::Close => return,
+        ConnDecision::TerminateTls(t) => match t.config.server_config(Some(&default)) {
+            Ok(cfg) => (cfg, t.config.own_leaf(), Some(t)),
+            Err(e) => {
+                return tracing::warn!(endpoint = %info.endpoint_url, error = %e, "cannot terminate tls");
+            }
+        },
+    };
+    let by_action = pending.is_some();
+    let (stream, negotiated) =
+        match terminate_tls::handshake(io, config, leaf, by_action, header_timeout).await {
+            Ok(x) => x,
+            Err(e) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
+        };
+    let negotiated = Arc::new(negotiated);
+    info.tls = Some(negotiated.clone());
+    if let Some(t) = pending {
+        if t.resume(&info) != ConnDecision::Allow {
+            tracing::debug!(endpoint = %info.endpoint_url, "connection closed by policy after the tls handshake");
+            return;
+        }
+    }
+    let tls = ConnTls {
+        info: negotiated,
+        endpoint: route.map(|r| r.id),
+    };
+    serve_http_conn(
+        shared,
+        TokioIo::new(stream),
+        peer,
+        local,
+        EndpointProto::Https,
+        name,
+        Some(tls),
+    )
+    .await;
 }
 
 /// Reads until the ClientHello's SNI is known (bounded by one TLS record).
@@ -211,7 +269,7 @@ pub(crate) async fn serve_tcp_endpoint(shared: Arc<Shared>, listener: TcpListene
 async fn pipe_raw<I>(
     shared: &Arc<Shared>,
     route: Route,
-    mut io: I,
+    io: I,
     peer: SocketAddr,
     local: SocketAddr,
     sni: Option<String>,
@@ -222,17 +280,40 @@ async fn pipe_raw<I>(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    let info = ConnInfo {
+    let mut info = ConnInfo {
         client_addr: peer,
         local_addr: local,
         proto: route.proto,
         sni: sni.clone(),
         endpoint_id: route.id.clone(),
         endpoint_url: route.url.clone(),
+        tls: None,
     };
-    if route.policy.on_tcp_connect(&info) == ConnDecision::Close {
-        return;
-    }
+    let mut io: Box<dyn RawIo> = match route.policy.on_tcp_connect(&info) {
+        ConnDecision::Allow => Box::new(io),
+        ConnDecision::Close => return,
+        // `terminate-tls` on a `tls://` endpoint: decrypt here, the agent gets plaintext.
+        ConnDecision::TerminateTls(t) => {
+            let timeout = shared.cfg.limits.header_timeout;
+            let config = match t.config.server_config(shared.public_tls.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    return tracing::warn!(endpoint = %route.url, error = %e, "cannot terminate tls");
+                }
+            };
+            let leaf = t.config.own_leaf();
+            let (stream, negotiated) =
+                match terminate_tls::handshake(io, config, leaf, true, timeout).await {
+                    Ok(x) => x,
+                    Err(e) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
+                };
+            info.tls = Some(Arc::new(negotiated));
+            if t.resume(&info) != ConnDecision::Allow {
+                return;
+            }
+            Box::new(stream)
+        }
+    };
     let Some(session) = route.session else {
         tracing::debug!(endpoint = %route.url, "agent offline, closing connection");
         return;
@@ -287,6 +368,10 @@ async fn pipe_raw<I>(
         tracing::debug!(error = %e, "pipe ended");
     }
 }
+
+/// A public byte stream, plain or decrypted.
+trait RawIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RawIo for T {}
 
 fn insert(h: &mut http::HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -344,6 +429,7 @@ async fn proxy_http(
     local: SocketAddr,
     proto: EndpointProto,
     sni: Option<String>,
+    tls: Option<ConnTls>,
 ) -> HttpResult {
     let start = Instant::now();
     let Some(host) = request_host(&req) else {
@@ -356,7 +442,13 @@ async fn proxy_http(
             .record_request("-", res.status().as_u16(), start.elapsed());
         return Ok(res);
     };
-    let res = forward(&shared, req, &host, peer, local, proto, sni, &route).await?;
+    if let Some(t) = &tls {
+        if let Some(res) = connection_policy_for(&route, t, peer, local, &sni)? {
+            return Ok(res);
+        }
+    }
+    let tls = tls.map(|t| t.info);
+    let res = forward(&shared, req, &host, peer, local, proto, sni, tls, &route).await?;
     shared
         .metrics
         .record_request(&route.url, res.status().as_u16(), start.elapsed());
@@ -447,6 +539,47 @@ fn internal_target(shared: &Shared, url: &str, hops: usize) -> Result<Route, (Er
     Ok(route)
 }
 
+/// The request's host is served with its own TLS settings: the connection was set up for another
+/// name.
+const MISDIRECTED: pages::ErrorPage = pages::ErrorPage {
+    status: StatusCode::MISDIRECTED_REQUEST,
+    code: "ERR_WICKET_3205",
+    title: "this host needs its own connection (its tls settings differ); reconnect with it as the server name",
+};
+
+/// A request for an endpoint other than the one the connection's SNI named (or without SNI):
+/// that endpoint's `on_tcp_connect` did not run for this connection, so it runs now. An endpoint
+/// that needs its own TLS settings (`terminate-tls`) gets `421 Misdirected Request`: the client
+/// must open a connection with the endpoint's name as SNI.
+fn connection_policy_for(
+    route: &Route,
+    tls: &ConnTls,
+    peer: SocketAddr,
+    local: SocketAddr,
+    sni: &Option<String>,
+) -> Result<Option<Response<Body>>, std::io::Error> {
+    if tls.endpoint.as_deref() == Some(route.id.as_str()) {
+        return Ok(None);
+    }
+    let info = ConnInfo {
+        client_addr: peer,
+        local_addr: local,
+        proto: EndpointProto::Https,
+        sni: sni.clone(),
+        endpoint_id: route.id.clone(),
+        endpoint_url: route.url.clone(),
+        tls: None,
+    };
+    match route.policy.on_tcp_connect(&info) {
+        ConnDecision::Allow => Ok(None),
+        ConnDecision::TerminateTls(_) => Ok(Some(MISDIRECTED.response(&route.url))),
+        ConnDecision::Close => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "closed by policy",
+        )),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
@@ -456,6 +589,7 @@ async fn forward(
     local: SocketAddr,
     proto: EndpointProto,
     sni: Option<String>,
+    tls: Option<Arc<TlsInfo>>,
     route: &Route,
 ) -> HttpResult {
     let mut info = ConnInfo {
@@ -465,6 +599,7 @@ async fn forward(
         sni,
         endpoint_id: route.id.clone(),
         endpoint_url: route.url.clone(),
+        tls,
     };
     if route.session.is_none() {
         return Ok(pages::AGENT_OFFLINE.response(&route.url));
