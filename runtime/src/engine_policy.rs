@@ -976,6 +976,115 @@ on_http_response:
         assert_eq!(p.on_tcp_connect(&conn()), ConnDecision::Allow);
     }
 
+    fn tls_info(cn: Option<&str>, by_action: bool) -> Arc<crate::tls::TlsInfo> {
+        let client = cn.map(|cn| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let der = p.self_signed(&key).unwrap().der().clone();
+            Arc::new(crate::tls::PeerCert::new(der))
+        });
+        Arc::new(crate::tls::TlsInfo {
+            version: "1.2",
+            cipher_suite: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            alpn: None,
+            sni: Some("a.example.test".into()),
+            resumed: false,
+            client,
+            server: None,
+            by_action,
+        })
+    }
+
+    const MTLS: &str = r#"
+on_tcp_connect:
+  - actions:
+      - type: terminate-tls
+        config:
+          mutual_tls_verification_strategy: require-any
+  - expressions: ["conn.tls.client.subject.common_name != 'device-1'"]
+    actions: [{type: deny}]
+on_http_request:
+  - actions:
+      - type: add-headers
+        config:
+          headers:
+            x-cn: "${conn.tls.client.subject.common_name}"
+            x-action-cn: "${actions.ngrok.terminate_tls.client.subject.common_name}"
+            x-version: "${conn.tls.version}"
+"#;
+
+    #[test]
+    fn terminate_tls_suspends_the_connection_phase_and_resumes_with_the_client_certificate() {
+        let p = compile(MTLS).unwrap();
+        for (cn, allowed) in [("device-1", true), ("device-2", false)] {
+            let ConnDecision::TerminateTls(t) = p.on_tcp_connect(&conn()) else {
+                panic!("expected terminate-tls");
+            };
+            assert!(t.config.strategy().is_some());
+            let mut c = conn();
+            c.tls = Some(tls_info(Some(cn), true));
+            let d = t.resume(&c);
+            assert_eq!(d == ConnDecision::Allow, allowed, "{cn}: {d:?}");
+        }
+        // Later phases read the connection's TLS details.
+        let mut c = conn();
+        c.tls = Some(tls_info(Some("device-1"), true));
+        let mut r = request("/");
+        assert!(matches!(
+            p.on_http_request(&mut r, &c),
+            ReqDecision::Forward
+        ));
+        assert_eq!(r.headers["x-cn"], "device-1");
+        assert_eq!(r.headers["x-action-cn"], "device-1");
+        assert_eq!(r.headers["x-version"], "1.2");
+        // Without a `terminate-tls` action the results do not exist: the rule fails closed.
+        c.tls = Some(tls_info(Some("device-1"), false));
+        let mut r = request("/");
+        assert!(
+            matches!(p.on_http_request(&mut r, &c), ReqDecision::Respond(l) if l.status == 500)
+        );
+    }
+
+    #[test]
+    fn terminate_tls_after_another_policy_terminated_closes_and_plain_endpoints_skip_it() {
+        let p = compile(MTLS).unwrap();
+        let mut c = conn();
+        c.tls = Some(tls_info(Some("device-1"), true));
+        assert_eq!(p.on_tcp_connect(&c), ConnDecision::Close);
+        // An edge-wide policy on a tcp endpoint: the action does not apply; the phase goes on
+        // (and the rule reading the certificate fails closed).
+        let mut c = conn();
+        c.proto = EndpointProto::Tcp;
+        assert_eq!(p.on_tcp_connect(&c), ConnDecision::Close);
+        let plain =
+            compile("on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n").unwrap();
+        assert_eq!(plain.on_tcp_connect(&c), ConnDecision::Allow);
+    }
+
+    #[test]
+    fn bad_terminate_tls_configs_refuse_the_bind() {
+        let err = compile(
+            "on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n        config:\n          server_certificate: nope\n          server_private_key: nope\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("server_certificate"),
+            "{}",
+            err.message
+        );
+        let err = EngineCompiler
+            .compile(
+                &PolicySource {
+                    origin: "p.yml".into(),
+                    text: "on_tcp_connect:\n  - actions:\n      - type: terminate-tls\n".into(),
+                },
+                EndpointProto::Tcp,
+            )
+            .unwrap_err();
+        assert!(err.message.contains("only applies"), "{}", err.message);
+    }
+
     #[test]
     fn host_port_split() {
         assert_eq!(

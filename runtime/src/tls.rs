@@ -864,6 +864,114 @@ mod tests {
         assert!(root_store(&[a.ca_path]).is_ok());
     }
 
+    /// A client certificate with every field policies read.
+    fn client_cert(cn: &str) -> CertificateDer<'static> {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["dev.example.test".to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress("10.0.0.7".parse().unwrap()));
+        p.subject_alt_names
+            .push(SanType::Rfc822Name("ops@example.test".try_into().unwrap()));
+        p.subject_alt_names.push(SanType::URI(
+            "spiffe://example.test/dev".try_into().unwrap(),
+        ));
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Acme, Inc");
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, "admins");
+        p.distinguished_name.push(DnType::CountryName, "DE");
+        p.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        p.not_after = rcgen::date_time_ymd(2040, 3, 4);
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn certificate_fields_are_parsed_and_rendered() {
+        let f = CertFields::parse(&client_cert("device-1")).unwrap();
+        assert_eq!(f.subject.common_name, "device-1");
+        assert_eq!(f.subject.organization, ["Acme, Inc"]);
+        assert_eq!(f.subject.organizational_unit, ["admins"]);
+        assert_eq!(f.subject.country, ["DE"]);
+        assert_eq!(
+            f.subject.rendered,
+            "C=DE,OU=admins,O=Acme\\, Inc,CN=device-1"
+        );
+        assert_eq!(f.issuer.rendered, f.subject.rendered);
+        assert_eq!(f.san.dns_names, ["dev.example.test"]);
+        assert_eq!(f.san.ip_addresses, ["10.0.0.7"]);
+        assert_eq!(f.san.email_addresses, ["ops@example.test"]);
+        assert_eq!(f.san.uris, ["spiffe://example.test/dev"]);
+        assert!(
+            f.san
+                .rendered
+                .starts_with("DNS:dev.example.test, IP:10.0.0.7"),
+            "{}",
+            f.san.rendered
+        );
+        assert_eq!(f.signature_algorithm, "ECDSA-SHA256");
+        assert!(
+            f.serial_number.bytes().all(|b| b.is_ascii_digit()),
+            "{}",
+            f.serial_number
+        );
+        assert_eq!(f.not_before, 1_577_923_200);
+        assert!(f.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(f.extensions.iter().any(|e| e.id == "2.5.29.17"));
+        assert!(CertFields::parse(&CertificateDer::from(vec![0x30, 0x03, 0x02])).is_none());
+        assert_eq!(escape_dn("#a b "), "\\#a b\\ ");
+    }
+
+    #[test]
+    fn tls_variables_read_the_certificate_or_empty_values() {
+        let mut info = TlsInfo {
+            version: "1.3",
+            cipher_suite: "TLS_AES_128_GCM_SHA256",
+            alpn: Some("h2".into()),
+            sni: Some("a.example.test".into()),
+            resumed: false,
+            client: Some(Arc::new(PeerCert::new(client_cert("device-1")))),
+            server: None,
+            by_action: true,
+        };
+        let s = |v: Option<Value>| match v {
+            Some(Value::String(s)) => s.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(s(info.variable("version")), "1.3");
+        assert_eq!(s(info.variable("negotiated_alpn")), "h2");
+        assert_eq!(s(info.variable("client.subject.common_name")), "device-1");
+        assert_eq!(s(info.variable("client.issuer.common_name")), "device-1");
+        assert_eq!(
+            s(info.variable("client.signature_algorithm")),
+            "ECDSA-SHA256"
+        );
+        assert!(
+            matches!(info.variable("client.san.dns_names"), Some(Value::List(l)) if l.len() == 1)
+        );
+        assert!(
+            matches!(info.variable("client.extensions"), Some(Value::List(l)) if !l.is_empty())
+        );
+        assert!(matches!(
+            info.variable("client.validity.not_after"),
+            Some(Value::Timestamp(t)) if t.as_second() == 2_214_432_000
+        ));
+        assert!(info.variable("ja4_fingerprint").is_none());
+        assert!(info.variable("client.nope").is_none());
+        assert!(info.variable("clientele").is_none());
+        info.client = None;
+        assert_eq!(s(info.variable("client.subject.common_name")), "");
+        assert_eq!(s(info.variable("server.subject")), "");
+        assert!(
+            matches!(info.variable("client.subject.organization"), Some(Value::List(l)) if l.is_empty())
+        );
+        assert!(matches!(
+            info.variable("client.validity.not_before"),
+            Some(Value::Timestamp(t)) if t.to_string().starts_with("0001-01-01")
+        ));
+    }
+
     #[test]
     fn der_walk_survives_garbage() {
         for bytes in [
