@@ -515,10 +515,18 @@ fn tls13_name(rest: &str) -> &'static str {
 }
 
 /// A certificate seen in a handshake, parsed on first use.
-#[derive(Debug)]
 pub struct PeerCert {
     der: CertificateDer<'static>,
     fields: std::sync::OnceLock<Option<CertFields>>,
+}
+
+impl std::fmt::Debug for PeerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCert")
+            .field("der_len", &self.der.len())
+            .field("parsed", &self.fields.get().is_some())
+            .finish()
+    }
 }
 
 impl PeerCert {

@@ -160,8 +160,14 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (tcp, prefix, name) =
         match tokio::time::timeout(header_timeout, read_client_hello(tcp)).await {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "reading client hello failed"),
-            Err(_) => return tracing::debug!(%peer, "client hello timed out"),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "reading client hello failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "client hello timed out");
+                return;
+            }
         };
     let local = tcp.local_addr().unwrap_or(peer);
     let io = Prefixed::new(prefix, tcp);
@@ -196,7 +202,8 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         ConnDecision::TerminateTls(t) => match t.config.server_config(Some(&default)) {
             Ok(cfg) => (cfg, t.config.own_leaf(), Some(t)),
             Err(e) => {
-                return tracing::warn!(endpoint = %info.endpoint_url, error = %e, "cannot terminate tls");
+                tracing::warn!(endpoint = %info.endpoint_url, error = %e, "cannot terminate tls");
+                return;
             }
         },
     };
@@ -204,7 +211,10 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let (stream, negotiated) =
         match terminate_tls::handshake(io, config, leaf, by_action, header_timeout).await {
             Ok(x) => x,
-            Err(e) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                return;
+            }
         };
     let negotiated = Arc::new(negotiated);
     info.tls = Some(negotiated.clone());
@@ -298,14 +308,18 @@ async fn pipe_raw<I>(
             let config = match t.config.server_config(shared.public_tls.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
-                    return tracing::warn!(endpoint = %route.url, error = %e, "cannot terminate tls");
+                    tracing::warn!(endpoint = %route.url, error = %e, "cannot terminate tls");
+                    return;
                 }
             };
             let leaf = t.config.own_leaf();
             let (stream, negotiated) =
                 match terminate_tls::handshake(io, config, leaf, true, timeout).await {
                     Ok(x) => x,
-                    Err(e) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
                 };
             info.tls = Some(Arc::new(negotiated));
             if t.resume(&info) != ConnDecision::Allow {
