@@ -1073,7 +1073,7 @@ on_http_request:
             "{}",
             err.message
         );
-        let err = EngineCompiler
+        let err = EngineCompiler::new(Arc::new(ActionEnv::ephemeral().unwrap()))
             .compile(
                 &PolicySource {
                     origin: "p.yml".into(),
