@@ -736,6 +736,7 @@ fn conn() -> ConnInfo {
         sni: None,
         endpoint_id: "ep_test".into(),
         endpoint_url: "http://api.example.test".into(),
+        tls: None,
     }
 }
 
