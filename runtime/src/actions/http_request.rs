@@ -1088,6 +1088,7 @@ mod tests {
             sni: None,
             endpoint_id: "ep".into(),
             endpoint_url: "https://a.example.test".into(),
+            tls: None,
         };
         let v = owned_view(&parts, &conn);
         let t = Tmpl::parse(
