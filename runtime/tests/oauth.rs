@@ -243,6 +243,11 @@ struct IdpState {
     revoked: bool,
     /// The kid of `key`.
     kid: String,
+    /// `expires_in` of access tokens.
+    expires_in: u64,
+    /// Refresh tokens issued and not yet used, by token: the user's e-mail address.
+    refresh_tokens: HashMap<String, String>,
+    refresh_grants: u64,
 }
 
 #[derive(Clone)]
@@ -287,6 +292,9 @@ impl Idp {
             userinfo_requests: 0,
             revoked: false,
             kid: "k1".into(),
+            expires_in: 3600,
+            refresh_tokens: HashMap::new(),
+            refresh_grants: 0,
         })));
         let served = idp.clone();
         let addr = serve(move |req| {
@@ -316,6 +324,19 @@ impl Idp {
 
     fn userinfo_requests(&self) -> u64 {
         self.0.lock().unwrap().userinfo_requests
+    }
+
+    fn set_expires_in(&self, secs: u64) {
+        self.0.lock().unwrap().expires_in = secs;
+    }
+
+    fn refresh_grants(&self) -> u64 {
+        self.0.lock().unwrap().refresh_grants
+    }
+
+    /// Refresh tokens are no longer accepted.
+    fn revoke_refresh_tokens(&self) {
+        self.0.lock().unwrap().refresh_tokens.clear();
     }
 
     fn revoke(&self) {
@@ -423,6 +444,20 @@ impl Idp {
         if id != CLIENT_ID || secret != CLIENT_SECRET {
             return deny("invalid_client");
         }
+        if get("grant_type") == "refresh_token" {
+            let Some(email) = s.refresh_tokens.remove(&get("refresh_token")) else {
+                return deny("invalid_grant");
+            };
+            s.refresh_grants += 1;
+            s.next += 1;
+            let rt = format!("rt-{}", s.next);
+            s.refresh_tokens.insert(rt.clone(), email.clone());
+            return json_res(
+                StatusCode::OK,
+                json!({"access_token": format!("at:{email}"), "token_type": "Bearer",
+                    "expires_in": s.expires_in, "refresh_token": rt}),
+            );
+        }
         if get("grant_type") != "authorization_code" {
             return deny("unsupported_grant_type");
         }
@@ -444,11 +479,14 @@ impl Idp {
         let email = grant.email.clone();
         let nonce = grant.nonce.clone();
         let issuer = format!("http://{}", s.addr);
+        s.next += 1;
+        let rt = format!("rt-{}", s.next);
+        s.refresh_tokens.insert(rt.clone(), email.clone());
         let mut res = json!({
             "access_token": format!("at:{email}"),
             "token_type": "Bearer",
-            "expires_in": 3600,
-            "refresh_token": "rt-1",
+            "expires_in": s.expires_in,
+            "refresh_token": rt,
         });
         if !nonce.is_empty() {
             let claims = json!({
@@ -1208,4 +1246,25 @@ async fn logins_started_in_several_tabs_all_finish() {
     );
     let r = b.get("https://gh.example.test/one").await;
     assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_access_token_is_renewed_with_the_refresh_token() {
+    let mut w = world().await;
+    w.idp.set_expires_in(1);
+    let b = &mut w.browser;
+    let (r, _) = login(b, "gh.example.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Past the token's expiry: renewed on the way (the cookie is rewritten by a redirect).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (r, visited) = b.navigate("https://gh.example.test/later").await;
+    assert_eq!(r.status, StatusCode::OK, "{visited:?}");
+    assert!(r.text().contains("email=alice@example.com"), "{}", r.text());
+    assert!(w.idp.refresh_grants() >= 1);
+    // The provider no longer accepts the refresh token: log in again.
+    w.idp.revoke_refresh_tokens();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = b.get("https://gh.example.test/later").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert!(r.header("location").starts_with(&w.idp.url()));
 }

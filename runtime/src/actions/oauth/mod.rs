@@ -57,7 +57,7 @@ pub const LOGOUT_PATH: &str = "/ngrok/logout";
 pub const ERR_OAUTH_STATE: &str = "ERR_WICKET_4340";
 /// The provider answered the login with an error (403).
 pub const ERR_OAUTH_DENIED: &str = "ERR_WICKET_4341";
-/// The provider refused the authorization code (401).
+/// The provider refused the authorization code (401) or the refresh token.
 pub const ERR_OAUTH_CODE: &str = "ERR_WICKET_4342";
 /// The ID token did not verify (401).
 pub const ERR_OAUTH_ID_TOKEN: &str = "ERR_WICKET_4343";
@@ -697,13 +697,14 @@ impl OAuthAction {
         if let Some(mut session) = self.read_session(&parts.headers)
             && let Standing::Valid { touch } =
                 standing(&session, now, self.max_session, self.idle_timeout)
+            && let Some(renewed) = self.maybe_renew_tokens(cx.env, &mut session, now).await
             && let Some(refreshed) = self.maybe_refresh_userinfo(&cx, &mut session, now).await
         {
             if touch {
                 session.seen = now;
             }
-            if (touch || refreshed) && (parts.method == Method::GET || parts.method == Method::HEAD)
-            {
+            let dirty = touch || renewed || refreshed;
+            if dirty && (parts.method == Method::GET || parts.method == Method::HEAD) {
                 // The only way to rewrite the cookie before the upstream answers: send the
                 // browser to the same URL with the new cookie.
                 let here = flow::safe_return_path(
@@ -1033,6 +1034,22 @@ impl OAuthAction {
         redirect_uri: &str,
         now: u64,
     ) -> Result<Tokens, ActionError> {
+        let grant = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        self.token_request(env, &grant, now).await
+    }
+
+    /// One request to the token endpoint with the client's credentials.
+    async fn token_request(
+        &self,
+        env: &ActionEnv,
+        grant: &[(&str, &str)],
+        now: u64,
+    ) -> Result<Tokens, ActionError> {
         let (token_url, basic) = match &self.provider {
             Provider::OAuth { token_url, .. } => (token_url.to_string(), false),
             Provider::Oidc { .. } => {
@@ -1040,12 +1057,7 @@ impl OAuthAction {
                 (d.token_endpoint.clone(), d.uses_basic_auth())
             }
         };
-        let mut pairs = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ];
+        let mut pairs = grant.to_vec();
         let mut req = http::Request::post(token_url.as_str())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(http::header::ACCEPT, "application/json")
@@ -1082,7 +1094,12 @@ impl OAuthAction {
                 status: StatusCode::UNAUTHORIZED,
                 code: ERR_OAUTH_CODE,
                 message: format!(
-                    "the identity provider refused the authorization code: `{}`",
+                    "the identity provider refused the {}: `{}`",
+                    if grant.iter().any(|(_, v)| *v == "refresh_token") {
+                        "refresh token"
+                    } else {
+                        "authorization code"
+                    },
                     echo(error.unwrap_or(status.as_str()))
                 ),
             });
@@ -1238,6 +1255,41 @@ impl OAuthAction {
             }
         }
         Ok(user)
+    }
+
+    /// Renews an expired access token with the refresh token. `Some(renewed)`, or `None` when
+    /// the provider refuses the refresh token (the user logs in again).
+    async fn maybe_renew_tokens(
+        &self,
+        env: &ActionEnv,
+        session: &mut Session,
+        now: u64,
+    ) -> Option<bool> {
+        let expired = session.exp.is_some_and(|exp| now >= exp);
+        if !expired || session.rt.is_empty() {
+            return Some(false);
+        }
+        let rt = session.rt.clone();
+        let grant = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.as_str()),
+        ];
+        match self.token_request(env, &grant, now).await {
+            Ok(t) => {
+                session.at = t.access;
+                if !t.refresh.is_empty() {
+                    session.rt = t.refresh;
+                }
+                session.exp = t.expires_at;
+                Some(true)
+            }
+            Err(e) if e.code == ERR_OAUTH_CODE => None,
+            Err(e) => {
+                // The provider is unreachable: keep the session and retry next time.
+                tracing::warn!(error = %e, "access token renewal failed");
+                Some(false)
+            }
+        }
     }
 
     /// Re-reads the user info when `userinfo_refresh_interval` has passed. `Some(refreshed)`,
