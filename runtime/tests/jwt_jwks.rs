@@ -930,3 +930,65 @@ async fn the_cache_follows_max_age_and_serves_stale_keys_while_the_server_fails(
         "one failed refresh, then backoff"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_over_https_trusts_only_the_configured_roots() {
+    let c = certs();
+    let keys = Keys::new();
+    let set = serde_json::json!({"keys": keys.jwks()}).to_string();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(c.pair.chain.clone(), c.pair.key.clone_key())
+        .unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let f = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, set, f) = (acceptor.clone(), set.clone(), f.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let body = set.clone();
+                    async move { Ok::<_, Infallible>(Response::new(full(body))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{}/jwks", addr.port());
+    let cfg = config(
+        &url,
+        serde_json::json!({"type": "jwt", "method": "header", "name": "authorization", "prefix": "Bearer "}),
+    );
+    let token = keys.sign("RS256", "r1", &claims(serde_json::json!({})));
+    let req = || {
+        Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    };
+    // An edge that trusts the test CA (its extra roots) fetches the keys.
+    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&c.ca_path)).unwrap();
+    let trusting = ActionEnv::with_roots(roots, [7; 32], Vec::new()).unwrap();
+    let action = JwksAction::new(&cfg, CachePolicy::default()).unwrap();
+    assert_eq!(run(&action, &trusting, req()).await.0, StatusCode::OK);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // One that does not refuses the server's certificate: fail closed, nothing fetched.
+    let strict =
+        ActionEnv::with_roots(rustls::RootCertStore::empty(), [7; 32], Vec::new()).unwrap();
+    let action = JwksAction::new(&cfg, CachePolicy::default()).unwrap();
+    assert_eq!(
+        run(&action, &strict, req()).await,
+        (StatusCode::BAD_GATEWAY, "ERR_NGROK_3422".to_owned())
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+}
