@@ -725,7 +725,7 @@ const IDENTITY_HEADERS: &str = "  - actions:\n      - type: add-headers\n       
 const DOMAIN_RULE: &str = "  - expressions:\n      - \"!actions.ngrok.NS.identity.email.endsWith('@example.com')\"\n    actions:\n      - type: deny\n        config:\n          status_code: 403\n";
 
 /// An edge with endpoints behind logins at one IdP: `gh.example.test` (`oauth`, the `github`
-/// preset pointed at the IdP), `short` (the same with a 2 s session), `idle` (3 s idle timeout),
+/// preset pointed at the IdP), `short` (the same with a 3 s session), `idle` (4 s idle timeout),
 /// `refresh` (user info re-read every second), `cors` (preflights let through, no domain rule),
 /// `oidc` (`openid-connect`), `nodisc` (an issuer without a discovery document); plus `broken`,
 /// whose `oauth` lacks a client secret.
@@ -761,12 +761,12 @@ async fn world() -> World {
     std::fs::write(dir.join("gh.yml"), oauth("")).unwrap();
     std::fs::write(
         dir.join("short.yml"),
-        oauth("          max_session_duration: 2s\n"),
+        oauth("          max_session_duration: 3s\n"),
     )
     .unwrap();
     std::fs::write(
         dir.join("idle.yml"),
-        oauth("          idle_session_timeout: 3s\n"),
+        oauth("          idle_session_timeout: 4s\n"),
     )
     .unwrap();
     std::fs::write(
@@ -1027,8 +1027,8 @@ async fn an_expired_session_logs_in_again() {
     let (_, cookie) = b.cookie("short.example.test", "wicket_session_").unwrap();
     let r = b.get("https://short.example.test/b").await;
     assert_eq!(r.status, StatusCode::OK);
-    // Past max_session_duration (2 s; timestamps have second resolution).
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // Past max_session_duration (3 s; timestamps have second resolution).
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let r = b.get("https://short.example.test/c").await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     assert!(r.header("location").starts_with(&w.idp.url()));
@@ -1116,20 +1116,20 @@ async fn an_idle_session_stays_alive_while_used_and_ends_when_left_alone() {
     let b = &mut w.browser;
     let (r, _) = login(b, "idle.example.test", "/").await;
     assert_eq!(r.status, StatusCode::OK);
-    // Used within the 3 s idle timeout (but past half of it): the cookie's last-seen time is
+    // Used within the 4 s idle timeout (but past half of it): the cookie's last-seen time is
     // rewritten by a redirect to the same URL, which then reaches the upstream.
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         let r = b.get("https://idle.example.test/p?q=1").await;
         assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{}", r.text());
         assert_eq!(r.header("location"), "/p?q=1");
         assert!(r.set_cookies()[0].starts_with("wicket_session_"));
-        let r = b.get("https://idle.example.test/p?q=1").await;
-        assert_eq!(r.status, StatusCode::OK);
+        let (r, visited) = b.navigate("https://idle.example.test/p?q=1").await;
+        assert_eq!(r.status, StatusCode::OK, "{visited:?}");
         assert!(r.text().starts_with("upstream path=/p?q=1"), "{}", r.text());
     }
     // Left alone past the timeout: back to the IdP.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    tokio::time::sleep(Duration::from_millis(5000)).await;
     let r = b.get("https://idle.example.test/p").await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert!(r.header("location").starts_with(&w.idp.url()));
