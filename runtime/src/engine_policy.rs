@@ -529,6 +529,13 @@ fn decision_response(d: &Decision, origin: &str, url: &str) -> Option<LocalRespo
             code,
         } => {
             let mut r = local(*status, headers, Bytes::new());
+            r.body = crate::pages::denial_text(r.status, *code).into();
+            if !r.headers.contains_key(http::header::CONTENT_TYPE) {
+                r.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+            }
             if let Some(code) = code {
                 r.headers
                     .insert(meta::ERROR_CODE, HeaderValue::from_static(code));
@@ -580,6 +587,7 @@ fn apply_header_effects(headers: &mut HeaderMap, effects: &[Effect], origin: &st
             Effect::Log { metadata } => {
                 tracing::info!(target: "wicket::policy_log", policy = %origin, metadata = %metadata, "policy log");
             }
+            // Applied by the caller (`rewrite`) and the edge (`compress::record`).
             Effect::RewriteUrl { .. } | Effect::CompressResponse { .. } => {}
         }
     }
@@ -623,6 +631,17 @@ impl EndpointPolicy for ProgramPolicy {
                 self.0.program.eval(Phase::HttpResponse, &view, scratch)
             };
             apply_header_effects(&mut res.headers, out.effects, &self.0.origin);
+            // `compress-response` from the request phase, unless this phase has its own.
+            if let Some(c) = req.extensions.get::<crate::compress::CompressResponse>() {
+                if res
+                    .extensions
+                    .get::<crate::compress::CompressResponse>()
+                    .is_none()
+                {
+                    res.extensions.insert(c.clone());
+                }
+            }
+            crate::compress::record(&mut res.extensions, out.effects);
             match decision_response(&out.decision, &self.0.origin, &conn.endpoint_url) {
                 None => ResDecision::Forward,
                 Some(r) => ResDecision::Respond(r),
@@ -659,6 +678,7 @@ impl Shared {
         self.settle_breakers(req, scratch, decision == Decision::Continue);
         let effects = scratch.effects().get(applied..).unwrap_or_default();
         apply_header_effects(&mut req.headers, effects, &self.origin);
+        crate::compress::record(&mut req.extensions, effects);
         for e in effects {
             if let Effect::RewriteUrl { url } = e {
                 rewrite(req, url);

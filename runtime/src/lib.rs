@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod agent;
 pub mod auth;
 pub mod body;
+pub mod compress;
 pub mod duration;
 pub mod edge;
 pub mod engine_policy;

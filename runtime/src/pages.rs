@@ -84,6 +84,27 @@ impl ErrorPage {
     }
 }
 
+/// The short plain-text body of a request a policy refused at the edge (`restrict-ips`,
+/// `rate-limit`, `basic-auth`, `jwt-validation`, `verify-webhook`, an open circuit breaker):
+/// the status, what happened and the error code when there is one, e.g.
+/// `403 Forbidden: the client IP address is not allowed (ERR_NGROK_3203)`. A `deny` without a
+/// body stays empty, as the spec has it.
+pub fn denial_text(status: StatusCode, code: Option<&str>) -> String {
+    let what = match (code, status.as_u16()) {
+        (Some("ERR_NGROK_3203"), _) => "the client IP address is not allowed",
+        (Some("ERR_NGROK_3202"), _) => "the upstream is failing; the circuit breaker is open",
+        (Some("ERR_NGROK_3204"), _) => "the webhook verification failed",
+        (_, 401) => "authentication is required",
+        (_, 429) => "too many requests; retry later",
+        _ => "the request was refused by the endpoint's traffic policy",
+    };
+    let reason = status.canonical_reason().unwrap_or("");
+    match code {
+        Some(code) => format!("{} {reason}: {what} ({code})\n", status.as_u16()),
+        None => format!("{} {reason}: {what}\n", status.as_u16()),
+    }
+}
+
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -109,5 +130,17 @@ mod tests {
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
         assert_eq!(res.headers()[meta::ERROR_CODE], "ERR_WICKET_3200");
         assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+    }
+
+    #[test]
+    fn denial_texts_name_the_status_and_code() {
+        assert_eq!(
+            denial_text(StatusCode::FORBIDDEN, Some("ERR_NGROK_3203")),
+            "403 Forbidden: the client IP address is not allowed (ERR_NGROK_3203)\n"
+        );
+        assert_eq!(
+            denial_text(StatusCode::TOO_MANY_REQUESTS, None),
+            "429 Too Many Requests: too many requests; retry later\n"
+        );
     }
 }

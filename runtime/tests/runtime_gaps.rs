@@ -514,3 +514,204 @@ async fn a_scoped_policy_with_a_bad_pattern_stops_the_edge_from_starting() {
         .unwrap_err();
     assert!(err.to_string().contains("ftp://*"), "{err}");
 }
+
+// ---------------------------------------------------------------- compress-response
+
+mod compression {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match encoding {
+            "gzip" => flate2::read::GzDecoder::new(body).read_to_end(&mut out),
+            "deflate" => flate2::read::ZlibDecoder::new(body).read_to_end(&mut out),
+            "br" => brotli::Decompressor::new(body, 4096).read_to_end(&mut out),
+            other => panic!("unexpected encoding `{other}`"),
+        }
+        .unwrap();
+        out
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    async fn fetch(
+        http: std::net::SocketAddr,
+        path: &str,
+        method: &str,
+        accept: Option<&str>,
+        body: TestBody,
+    ) -> Reply {
+        let mut conn = connect(http, None, false).await;
+        let mut req = request(&conn, "http", "zip.example.test", path, method, body);
+        if let Some(a) = accept {
+            req.headers_mut()
+                .insert("accept-encoding", a.parse().unwrap());
+        }
+        collect(conn.send(req).await).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn responses_are_compressed_as_the_policy_and_the_client_agree() {
+        let c = certs();
+        let policy = c.dir.path().join("zip.yml");
+        std::fs::write(
+            &policy,
+            r#"
+on_http_request:
+  - expressions: ["req.url.path == '/echo'"]
+    actions:
+      - type: compress-response
+        config: {algorithms: [br]}
+on_http_response:
+  - expressions: ["req.url.path.startsWith('/big/')"]
+    actions:
+      - type: compress-response
+"#,
+        )
+        .unwrap();
+        let edge = start_edge(&c, edge_config(&c)).await;
+        let up = upstream("app").await;
+        let agent = start_agent(
+            &c,
+            &agent_yaml(
+                &c,
+                edge.addrs().tunnel,
+                TOKEN,
+                &format!(
+                    "  - name: zip\n    url: http://zip.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
+                    policy.display()
+                ),
+            ),
+        );
+        settled(&agent).await;
+        let http = edge.addrs().http.unwrap();
+        const N: usize = 300_000;
+        let big = format!("/big/{N}");
+
+        // Response phase, every algorithm the client may prefer.
+        for (accept, expected) in [
+            ("gzip", "gzip"),
+            ("br;q=1, gzip;q=0.5", "br"),
+            ("deflate", "deflate"),
+            ("compress, *;q=0.2", "gzip"),
+        ] {
+            let r = fetch(http, &big, "GET", Some(accept), pattern_body(0, 1, None)).await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(r.header("content-encoding"), expected, "{accept}");
+            assert_eq!(r.header("vary"), "accept-encoding");
+            assert!(!r.headers.contains_key("content-length"));
+            assert!(r.body.len() < N, "{accept}: {} bytes", r.body.len());
+            assert_eq!(decode(expected, &r.body), pattern(N), "{accept}");
+        }
+        // No Accept-Encoding, or only codings the edge does not produce: untouched.
+        for accept in [None, Some("identity"), Some("compress")] {
+            let r = fetch(http, &big, "GET", accept, pattern_body(0, 1, None)).await;
+            assert!(!r.headers.contains_key("content-encoding"), "{accept:?}");
+            assert_eq!(r.body, pattern(N), "{accept:?}");
+        }
+        // HEAD: no body to compress.
+        let r = fetch(http, &big, "HEAD", Some("gzip"), pattern_body(0, 1, None)).await;
+        assert!(!r.headers.contains_key("content-encoding"));
+
+        // Request phase (`algorithms: [br]`): a streamed upload echoed back.
+        let r = fetch(
+            http,
+            "/echo",
+            "POST",
+            Some("gzip, br"),
+            pattern_body(N as u64, 16 * 1024, None),
+        )
+        .await;
+        assert_eq!(r.header("content-encoding"), "br");
+        assert_eq!(decode("br", &r.body), pattern(N));
+        let r = fetch(
+            http,
+            "/echo",
+            "POST",
+            Some("gzip"),
+            pattern_body(1000, 1000, None),
+        )
+        .await;
+        assert!(!r.headers.contains_key("content-encoding"));
+        assert_eq!(r.body, pattern(1000));
+        agent.shutdown().await;
+        edge.shutdown().await;
+    }
+}
+
+// ---------------------------------------------------------------- local denials
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_denials_carry_a_short_text_body_and_the_error_code() {
+    let c = certs();
+    let policy = c.dir.path().join("deny.yml");
+    std::fs::write(
+        &policy,
+        r#"
+on_http_request:
+  - expressions: ["req.url.path.startsWith('/admin')"]
+    actions:
+      - type: restrict-ips
+        config: {enforce: true, allow: [10.0.0.0/8]}
+  - expressions: ["req.url.path.startsWith('/api')"]
+    actions:
+      - type: rate-limit
+        config: {name: api, algorithm: sliding_window, capacity: 1, rate: 60s, bucket_key: [conn.client_ip]}
+  - expressions: ["req.url.path.startsWith('/gone')"]
+    actions:
+      - type: deny
+        config: {status_code: 410}
+"#,
+    )
+    .unwrap();
+    let edge = start_edge(&c, edge_config(&c)).await;
+    let up = upstream("app").await;
+    let agent = start_agent(
+        &c,
+        &agent_yaml(
+            &c,
+            edge.addrs().tunnel,
+            TOKEN,
+            &format!(
+                "  - name: d\n    url: http://deny.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
+                policy.display()
+            ),
+        ),
+    );
+    settled(&agent).await;
+    let http = edge.addrs().http.unwrap();
+    let h = "deny.example.test";
+
+    let r = get(http, None, false, h, "/admin").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.header("wicket-error-code"), "ERR_NGROK_3203");
+    assert_eq!(r.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(
+        r.text(),
+        "403 Forbidden: the client IP address is not allowed (ERR_NGROK_3203)\n"
+    );
+
+    assert_eq!(
+        get(http, None, false, h, "/api/1").await.status,
+        StatusCode::OK
+    );
+    let r = get(http, None, false, h, "/api/2").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!r.header("retry-after").is_empty());
+    assert!(
+        r.text().starts_with("429 Too Many Requests: "),
+        "{}",
+        r.text()
+    );
+
+    // `deny` answers with the status and no body, as the spec says.
+    let r = get(http, None, false, h, "/gone").await;
+    assert_eq!(r.status, StatusCode::GONE);
+    assert!(r.body.is_empty());
+    agent.shutdown().await;
+    edge.shutdown().await;
+}

@@ -462,7 +462,14 @@ async fn proxy_http(
         }
     }
     let tls = tls.map(|t| t.info);
+    // `compress-response` needs the client's Accept-Encoding once the response is known.
+    let method = req.method().clone();
+    let mut accept = http::HeaderMap::new();
+    for v in req.headers().get_all(header::ACCEPT_ENCODING) {
+        accept.append(header::ACCEPT_ENCODING, v.clone());
+    }
     let res = forward(&shared, req, &host, peer, local, proto, sni, tls, &route).await?;
+    let res = crate::compress::maybe_compress(&method, &accept, res);
     shared
         .metrics
         .record_request(&route.url, res.status().as_u16(), start.elapsed());
