@@ -1,0 +1,920 @@
+//! The layered example (`examples/layered/`) end to end: the shipped agent config and its three
+//! policies, with only their placeholders filled in (the office range becomes 127.0.0.1, the
+//! IdP a loopback OpenID provider, the fleet CA a generated one), run by a real edge and agent in
+//! front of a recording upstream.
+//!
+//! Every layer's failure must be answered at the edge with its own status and never reach the
+//! device: the upstream's request log is checked against exactly the requests that passed.
+
+// A harness: any failure here should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde_json::{Value as Json, json};
+use tokio::net::{TcpListener, TcpSocket};
+use wicket_runtime::agent::{Agent, AgentConfig, AgentHandle, AgentOptions, EndpointState};
+use wicket_runtime::edge::{Edge, EdgeConfig, EdgeHandle, NamedToken, PortRange};
+use wicket_runtime::tls::{CertPair, generate_dev_ca};
+
+/// Upper bound for any single await.
+const T: Duration = Duration::from_secs(60);
+const TOKEN: &str = "layered-test-token";
+const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
+/// The client the dashboard policy names.
+const CLIENT_ID: &str = "wicket-dashboard";
+const CLIENT_SECRET: &str = "layered-client-secret";
+const DOMAIN: &str = "cam-42.fleet.example.test";
+
+type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(T, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn json_res(v: &Json) -> Response<TestBody> {
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn form(raw: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(raw).into_owned().collect()
+}
+
+/// Serves `handler` over HTTP/1.1 on a loopback port.
+async fn serve<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------- the devices' services
+
+/// What reached a device service: `(service, host, path, x-user-email, x-device-id)`.
+type Seen = Arc<Mutex<Vec<(String, String, String, String, String)>>>;
+
+async fn device_service(name: &'static str, seen: Seen) -> SocketAddr {
+    serve(move |req: Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            let host = h("x-forwarded-host");
+            seen.lock().unwrap().push((
+                name.to_owned(),
+                host,
+                req.uri().path().to_owned(),
+                h("x-user-email"),
+                h("x-device-id"),
+            ));
+            Response::new(full(format!("{name} says hello")))
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- the identity provider
+
+struct Grant {
+    challenge: String,
+    nonce: String,
+    email: String,
+    used: bool,
+}
+
+struct IdpState {
+    addr: SocketAddr,
+    key: EcdsaKeyPair,
+    grants: HashMap<String, Grant>,
+    next: u64,
+    user: String,
+}
+
+/// A small OpenID provider: discovery, JWKS (one ES256 key), an authorization endpoint that
+/// signs the current user in at once, a token endpoint checking the client secret, the one-time
+/// code and PKCE, and user info. It also issues API tokens with the same key.
+#[derive(Clone)]
+struct Idp(Arc<Mutex<IdpState>>);
+
+fn es256_key() -> EcdsaKeyPair {
+    let rng = SystemRandom::new();
+    let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref(), &rng).unwrap()
+}
+
+fn sign_jwt(key: &EcdsaKeyPair, claims: &Json) -> String {
+    let header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+impl Idp {
+    async fn start() -> Idp {
+        let idp = Idp(Arc::new(Mutex::new(IdpState {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            key: es256_key(),
+            grants: HashMap::new(),
+            next: 0,
+            user: "ana@example.com".into(),
+        })));
+        let served = idp.clone();
+        let addr = serve(move |req| {
+            let idp = served.clone();
+            async move { idp.handle(req).await }
+        })
+        .await;
+        idp.0.lock().unwrap().addr = addr;
+        idp
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.0.lock().unwrap().addr)
+    }
+
+    fn sign_in_as(&self, email: &str) {
+        self.0.lock().unwrap().user = email.into();
+    }
+
+    /// An API token for `sub` with this audience, signed by the IdP's key (or a stranger's).
+    fn api_token(&self, sub: &str, aud: &str, foreign_key: bool) -> String {
+        let claims = json!({"iss": self.url(), "aud": aud, "sub": sub,
+            "iat": now(), "exp": now() + 300});
+        if foreign_key {
+            sign_jwt(&es256_key(), &claims)
+        } else {
+            sign_jwt(&self.0.lock().unwrap().key, &claims)
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<TestBody> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let issuer = self.url();
+        let q = form(parts.uri.query().unwrap_or("").as_bytes());
+        let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
+        match parts.uri.path() {
+            "/.well-known/openid-configuration" => json_res(&json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "userinfo_endpoint": format!("{issuer}/userinfo"),
+                "jwks_uri": format!("{issuer}/jwks"),
+            })),
+            "/jwks" => {
+                let s = self.0.lock().unwrap();
+                let pt = s.key.public_key().as_ref();
+                json_res(&json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+                    "use": "sig", "alg": "ES256",
+                    "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
+                    "y": URL_SAFE_NO_PAD.encode(&pt[33..65])}]}))
+            }
+            "/authorize" => {
+                assert_eq!(get(&q, "client_id"), CLIENT_ID);
+                assert_eq!(get(&q, "code_challenge_method"), "S256");
+                let mut s = self.0.lock().unwrap();
+                s.next += 1;
+                let code = format!("code-{}", s.next);
+                let email = s.user.clone();
+                s.grants.insert(
+                    code.clone(),
+                    Grant {
+                        challenge: get(&q, "code_challenge"),
+                        nonce: get(&q, "nonce"),
+                        email,
+                        used: false,
+                    },
+                );
+                let mut back = url::Url::parse(&get(&q, "redirect_uri")).unwrap();
+                back.query_pairs_mut()
+                    .append_pair("code", &code)
+                    .append_pair("state", &get(&q, "state"));
+                let mut r = Response::new(full(""));
+                *r.status_mut() = StatusCode::FOUND;
+                r.headers_mut()
+                    .insert("location", back.as_str().parse().unwrap());
+                r
+            }
+            "/token" => {
+                let f = form(&body);
+                let basic = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Basic "))
+                    .map(|b| {
+                        String::from_utf8(
+                            base64::engine::general_purpose::STANDARD.decode(b).unwrap(),
+                        )
+                        .unwrap()
+                    });
+                let (id, secret) = match basic {
+                    Some(b) => {
+                        let (a, s) = b.split_once(':').unwrap();
+                        (a.to_owned(), s.to_owned())
+                    }
+                    None => (get(&f, "client_id"), get(&f, "client_secret")),
+                };
+                let mut s = self.0.lock().unwrap();
+                let verifier = get(&f, "code_verifier");
+                let challenge = URL_SAFE_NO_PAD.encode(
+                    ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref(),
+                );
+                let ok = id == CLIENT_ID
+                    && secret == CLIENT_SECRET
+                    && s.grants
+                        .get(&get(&f, "code"))
+                        .is_some_and(|g| !g.used && g.challenge == challenge);
+                if !ok {
+                    let mut r = json_res(&json!({"error": "invalid_grant"}));
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                    return r;
+                }
+                let grant = s.grants.get_mut(&get(&f, "code")).unwrap();
+                grant.used = true;
+                let (email, nonce) = (grant.email.clone(), grant.nonce.clone());
+                let claims = json!({"iss": issuer, "aud": CLIENT_ID, "sub": format!("sub-{email}"),
+                    "iat": now(), "exp": now() + 300, "email": email, "nonce": nonce});
+                json_res(&json!({
+                    "access_token": format!("at:{email}"),
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "id_token": sign_jwt(&s.key, &claims),
+                }))
+            }
+            "/userinfo" => {
+                let email = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer at:"))
+                    .unwrap_or_default()
+                    .to_owned();
+                json_res(&json!({"sub": format!("sub-{email}"), "email": email}))
+            }
+            _ => {
+                let mut r = Response::new(full("no such page"));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                r
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- certificates
+
+/// The fleet CA that issues device certificates.
+struct FleetCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl FleetCa {
+    fn new(cn: &str) -> FleetCa {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        FleetCa {
+            cert: p.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    /// A device certificate for `cn`.
+    fn device(&self, cn: &str) -> Device {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![format!("{cn}.devices.example.test")]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        Device {
+            chain: vec![cert.der().clone()],
+            key: key.serialize_der(),
+        }
+    }
+}
+
+struct Device {
+    chain: Vec<CertificateDer<'static>>,
+    key: Vec<u8>,
+}
+
+// ---------------------------------------------------------------- the client
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, n: &str) -> &str {
+        self.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// A client of the edge's HTTPS listener that keeps cookies, can present a device certificate
+/// and can connect from another loopback address; `http://127.0.0.1:…` URLs go to the IdP.
+struct Client {
+    edge: SocketAddr,
+    roots: rustls::RootCertStore,
+    source: IpAddr,
+    device: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
+    jar: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Client {
+    fn new(edge: SocketAddr, roots: &rustls::RootCertStore) -> Client {
+        Client {
+            edge,
+            roots: roots.clone(),
+            source: IpAddr::from([127, 0, 0, 1]),
+            device: None,
+            jar: BTreeMap::new(),
+        }
+    }
+
+    fn from_source(mut self, ip: [u8; 4]) -> Client {
+        self.source = IpAddr::from(ip);
+        self
+    }
+
+    fn with_device(mut self, d: &Device) -> Client {
+        self.device = Some((d.chain.clone(), d.key.clone()));
+        self
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> tokio::net::TcpStream {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(self.source, 0)).unwrap();
+        within("connect", s.connect(addr)).await.unwrap()
+    }
+
+    /// One request, no redirects followed; `Err` when the connection or TLS handshake fails.
+    async fn send(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        let u = url::Url::parse(url).unwrap();
+        let host = u.host_str().unwrap().to_owned();
+        let path = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        };
+        let mut req = Request::get(path).header("host", &host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(c) = self.jar.get(&host).filter(|c| !c.is_empty()) {
+            let line: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("cookie", line.join("; "));
+        }
+        let req = req.body(full(Bytes::new())).unwrap();
+        let res = if u.scheme() == "https" {
+            let tcp = self.connect(self.edge).await;
+            let b = rustls::ClientConfig::builder().with_root_certificates(self.roots.clone());
+            let mut cfg = match &self.device {
+                Some((chain, key)) => b
+                    .with_client_auth_cert(
+                        chain.clone(),
+                        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone())),
+                    )
+                    .unwrap(),
+                None => b.with_no_client_auth(),
+            };
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let name = ServerName::try_from(host.clone()).unwrap();
+            let tls = within(
+                "tls handshake",
+                tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+            )
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+            exchange(TokioIo::new(tls), req).await?
+        } else {
+            let addr: SocketAddr = format!("{host}:{}", u.port().unwrap()).parse().unwrap();
+            let tcp = within("connect", tokio::net::TcpStream::connect(addr))
+                .await
+                .unwrap();
+            exchange(TokioIo::new(tcp), req).await?
+        };
+        for c in res.headers.get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (k, v) = c.split(';').next().unwrap().split_once('=').unwrap();
+            let jar = self.jar.entry(host.clone()).or_default();
+            if c.contains("Max-Age=0") {
+                jar.remove(k);
+            } else {
+                jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Ok(res)
+    }
+
+    /// A GET that must get an answer.
+    async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(url, headers).await.unwrap()
+    }
+
+    /// Follows redirects (at most 10) like a browser; the final reply and the hosts visited.
+    async fn navigate(&mut self, url: &str) -> (Reply, Vec<String>) {
+        let mut url = url::Url::parse(url).unwrap();
+        let mut hosts = Vec::new();
+        for _ in 0..10 {
+            hosts.push(url.host_str().unwrap().to_owned());
+            let r = self.get(url.as_str(), &[]).await;
+            if !r.status.is_redirection() {
+                return (r, hosts);
+            }
+            url = url.join(r.header("location")).unwrap();
+        }
+        panic!("redirect loop: {hosts:?}");
+    }
+}
+
+async fn exchange<I>(io: TokioIo<I>, req: Request<TestBody>) -> Result<Reply, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let res = within("response", send.send_request(req))
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = res.into_parts();
+    let body = within("body", body.collect())
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+// ---------------------------------------------------------------- the example, filled in
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/layered")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Replaces `from` in `text`, insisting that it is there (the example must keep its shape).
+fn fill(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the example lost `{from}`");
+    text.replace(from, to)
+}
+
+/// Replaces the example's placeholder PEM block with `pem`, at the same indentation.
+fn fill_pem(text: &str, pem: &str) -> String {
+    let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap();
+    let end_marker = "-----END CERTIFICATE-----";
+    let end = text.find(end_marker).unwrap() + end_marker.len();
+    let line_start = text[..begin].rfind('\n').unwrap() + 1;
+    let indent = &text[line_start..begin];
+    let block: Vec<String> = pem
+        .trim_end()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_owned()
+            } else {
+                format!("{indent}{l}")
+            }
+        })
+        .collect();
+    format!("{}{}{}", &text[..begin], block.join("\n"), &text[end..])
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    _edge: EdgeHandle,
+    _agent: AgentHandle,
+    edge_https: SocketAddr,
+    roots: rustls::RootCertStore,
+    idp: Idp,
+    seen: Seen,
+    fleet: FleetCa,
+}
+
+async fn world() -> World {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = generate_dev_ca(&[
+        "fleet.example.test".into(),
+        format!("*.{DOMAIN}"),
+        "127.0.0.1".into(),
+    ])
+    .unwrap();
+    let ca_path = dir.path().join("edge-ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
+    std::fs::write(dir.path().join("edge-key.pem"), &key).unwrap();
+    let pair = CertPair::load(
+        &dir.path().join("edge.pem"),
+        &dir.path().join("edge-key.pem"),
+    )
+    .unwrap();
+    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&ca_path)).unwrap();
+
+    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let mut cfg = EdgeConfig {
+        tunnel_listen: lo(0),
+        http_listen: None,
+        https_listen: Some(lo(0)),
+        metrics_listen: None,
+        admin_listen: None,
+        base_domain: "fleet.example.test".into(),
+        data_dir: dir.path().join("edge-data"),
+        tcp_listen_host: [127, 0, 0, 1].into(),
+        tcp_port_range: PortRange {
+            start: 44000,
+            end: 44099,
+        },
+        authtokens: vec![NamedToken {
+            name: "cam-42".into(),
+            token: TOKEN.into(),
+        }],
+        ..EdgeConfig::default()
+    };
+    cfg.limits.heartbeat_interval = Duration::from_secs(1);
+    cfg.limits.heartbeat_timeout = Duration::from_secs(3);
+    let start = || {
+        Edge::builder(cfg.clone())
+            .tunnel_cert(pair.clone())
+            .public_certs(vec![pair.clone()])
+            .start()
+    };
+    let edge = within("edge start", start()).await.unwrap();
+
+    let idp = Idp::start().await;
+    let seen: Seen = Arc::default();
+    let device = device_service("device", seen.clone()).await;
+    let telemetry = device_service("telemetry", seen.clone()).await;
+    let fleet = FleetCa::new("Fleet Device CA");
+
+    let i = idp.url();
+    let dashboard = example("dashboard.yaml");
+    let dashboard = fill(&dashboard, "198.51.100.0/24", "127.0.0.1/32");
+    let dashboard = fill(&dashboard, "https://login.example.test", &i);
+    let dashboard = fill(&dashboard, "replace-with-the-client-secret", CLIENT_SECRET);
+    let devices = fill_pem(&example("devices.yaml"), &fleet.cert.pem());
+    let api = fill(&example("api.yaml"), "https://login.example.test", &i);
+    for (name, text) in [
+        ("dashboard.yaml", &dashboard),
+        ("devices.yaml", &devices),
+        ("api.yaml", &api),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let agent_yml = example("agent.yml");
+    let agent_yml = fill(
+        &agent_yml,
+        "authtoken: wkt_replace_with_this_devices_token",
+        &format!(
+            "authtoken: {TOKEN}\n  connect_cas: [{}]\n  heartbeat_interval: 1s\n  heartbeat_tolerance: 3s",
+            ca_path.display()
+        ),
+    );
+    let agent_yml = fill(
+        &agent_yml,
+        "connect_url: edge.fleet.example.test:4443",
+        &format!("connect_url: {}", edge.addrs().tunnel),
+    );
+    let agent_yml = fill(
+        &agent_yml,
+        "upstream: { url: 8080 }",
+        &format!("upstream: {{ url: 'http://{device}' }}"),
+    );
+    let agent_yml = fill(
+        &agent_yml,
+        "upstream: { url: 8081 }",
+        &format!("upstream: {{ url: 'http://{telemetry}' }}"),
+    );
+    let cfg = AgentConfig::from_yaml(&agent_yml, "agent.yml").unwrap();
+    let agent = Agent::start(
+        cfg,
+        dir.path().to_owned(),
+        AgentOptions {
+            backoff_cap: Duration::from_millis(500),
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap();
+    let status = within(
+        "endpoints bound",
+        agent.wait_for(|s| {
+            s.connected
+                && s.endpoints
+                    .values()
+                    .all(|e| !matches!(e, EndpointState::Pending))
+        }),
+    )
+    .await;
+    for name in ["dashboard", "devices", "telemetry", "api"] {
+        assert!(
+            matches!(
+                status.endpoints.get(name),
+                Some(EndpointState::Bound { .. })
+            ),
+            "{name}: {:?}",
+            status.endpoints.get(name)
+        );
+    }
+    World {
+        dir,
+        _agent: agent,
+        edge_https: edge.addrs().https.unwrap(),
+        _edge: edge,
+        roots,
+        idp,
+        seen,
+        fleet,
+    }
+}
+
+impl World {
+    fn client(&self) -> Client {
+        Client::new(self.edge_https, &self.roots)
+    }
+
+    /// Takes the device services' log.
+    fn seen(&self) -> Vec<(String, String, String, String, String)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_reaches_the_device() {
+    let w = world().await;
+    let _ = &w.dir;
+    let dash = format!("https://dashboard.{DOMAIN}");
+    let devices = format!("https://devices.{DOMAIN}");
+    let api = format!("https://api.{DOMAIN}");
+    let mut matrix: Vec<(&str, String)> = Vec::new();
+
+    // --- dashboard: IP allow list, then OpenID Connect, then staff only.
+    let mut outsider = w.client().from_source([127, 0, 0, 2]);
+    let r = outsider.get(&format!("{dash}/reports"), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.header(ERROR_HEADER), "ERR_NGROK_3203");
+    matrix.push((
+        "dashboard: outside the allow list",
+        "403 ERR_NGROK_3203".into(),
+    ));
+
+    let mut ana = w.client();
+    let r = ana.get(&format!("{dash}/reports"), &[]).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    assert!(
+        r.header("location").starts_with(&w.idp.url()),
+        "{}",
+        r.header("location")
+    );
+    matrix.push((
+        "dashboard: allowed IP, not signed in",
+        "302 to the IdP".into(),
+    ));
+    assert!(
+        w.seen().is_empty(),
+        "nothing may reach the device before the sign in"
+    );
+
+    let (r, hosts) = ana.navigate(&format!("{dash}/reports")).await;
+    assert_eq!(r.status, StatusCode::OK, "{} via {hosts:?}", r.body);
+    assert_eq!(r.body, "device says hello");
+    matrix.push((
+        "dashboard: staff account signed in",
+        "200 from the device".into(),
+    ));
+    let seen = w.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].2, "/reports");
+    assert_eq!(seen[0].3, "ana@example.com", "the identity goes upstream");
+
+    w.idp.sign_in_as("eve@example.com.evil.test");
+    let mut eve = w.client();
+    let (r, _) = eve.navigate(&format!("{dash}/")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("may not use this dashboard"), "{}", r.body);
+    matrix.push((
+        "dashboard: other account signed in",
+        "403 from the policy".into(),
+    ));
+    // Signed in at the IdP, but an outsider's session does not pass the allow list either.
+    let mut eve_elsewhere = w.client().from_source([127, 0, 0, 2]);
+    eve_elsewhere.jar = ana.jar.clone();
+    let r = eve_elsewhere.get(&format!("{dash}/reports"), &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    matrix.push((
+        "dashboard: valid session from outside the allow list",
+        "403".into(),
+    ));
+    assert!(w.seen().is_empty());
+
+    // --- devices: mutual TLS with the fleet CA, then routing.
+    let no_cert = w.client().send(&format!("{devices}/v1/config"), &[]).await;
+    assert!(
+        no_cert.is_err(),
+        "no client certificate must fail the handshake: {:?}",
+        no_cert.map(|r| r.status)
+    );
+    matrix.push(("devices: no client certificate", "handshake refused".into()));
+    let stranger = FleetCa::new("Somebody Else's CA").device("cam-42");
+    let wrong_ca = w
+        .client()
+        .with_device(&stranger)
+        .send(&format!("{devices}/v1/config"), &[])
+        .await;
+    assert!(
+        wrong_ca.is_err(),
+        "a certificate from another CA must fail the handshake"
+    );
+    matrix.push((
+        "devices: certificate from another CA",
+        "handshake refused".into(),
+    ));
+
+    let cam07 = w.fleet.device("cam-07");
+    let r = w
+        .client()
+        .with_device(&cam07)
+        .get(&format!("{devices}/v1/config"), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.body, "device cam-07 is decommissioned");
+    matrix.push((
+        "devices: decommissioned device",
+        "403 from the policy".into(),
+    ));
+    assert!(w.seen().is_empty());
+
+    let cam42 = w.fleet.device("cam-42");
+    let mut device = w.client().with_device(&cam42);
+    let r = device.get(&format!("{devices}/v1/config"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, "device says hello");
+    let r = device
+        .get(
+            &format!("{devices}/v1/samples"),
+            &[("x-stream-kind", "telemetry")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, "telemetry says hello", "routed by the header");
+    matrix.push(("devices: fleet device", "200 from the device".into()));
+    matrix.push((
+        "devices: fleet device, telemetry header",
+        "200 from the internal telemetry endpoint".into(),
+    ));
+    let seen = w.seen();
+    assert_eq!(
+        seen.iter()
+            .map(|s| (s.0.as_str(), s.2.as_str(), s.4.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("device", "/v1/config", "cam-42"),
+            ("telemetry", "/v1/samples", "cam-42")
+        ],
+        "the device id from the certificate goes upstream"
+    );
+
+    // --- api: a JWT from the IdP's key set, then five requests a minute per subject.
+    let mut client = w.client();
+    let r = client.get(&format!("{api}/v1/state"), &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    matrix.push(("api: no token", "401".into()));
+    for (what, token) in [
+        (
+            "api: token signed by another key",
+            w.idp.api_token("svc-a", "fleet-api", true),
+        ),
+        (
+            "api: token for another audience",
+            w.idp.api_token("svc-a", "billing", false),
+        ),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let r = client
+            .get(&format!("{api}/v1/state"), &[("authorization", &bearer)])
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
+        matrix.push((what, "401".into()));
+    }
+    assert!(w.seen().is_empty());
+
+    let a = format!("Bearer {}", w.idp.api_token("svc-a", "fleet-api", false));
+    for i in 0..5 {
+        let r = client
+            .get(&format!("{api}/v1/state"), &[("authorization", &a)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
+    }
+    let r = client
+        .get(&format!("{api}/v1/state"), &[("authorization", &a)])
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(
+        !r.header("retry-after").is_empty(),
+        "429 carries retry-after"
+    );
+    matrix.push((
+        "api: valid token, requests 1-5",
+        "200 from the device".into(),
+    ));
+    matrix.push((
+        "api: valid token, request 6 within the minute",
+        "429 with retry-after".into(),
+    ));
+    let b = format!("Bearer {}", w.idp.api_token("svc-b", "fleet-api", false));
+    let r = client
+        .get(&format!("{api}/v1/state"), &[("authorization", &b)])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "another subject has its own bucket"
+    );
+    matrix.push(("api: another subject", "200 from the device".into()));
+    let seen = w.seen();
+    assert_eq!(seen.len(), 6, "five of svc-a and one of svc-b: {seen:?}");
+    assert!(seen.iter().all(|s| s.0 == "device" && s.2 == "/v1/state"));
+
+    eprintln!("layered example: {} cases", matrix.len());
+    for (case, outcome) in &matrix {
+        eprintln!("  {case:<55} {outcome}");
+    }
+}
