@@ -402,7 +402,7 @@ impl Client {
         }
     }
 
-    fn from_source(mut self, ip: [u8; 4]) -> Client {
+    fn at_source(mut self, ip: [u8; 4]) -> Client {
         self.source = IpAddr::from(ip);
         self
     }
@@ -727,7 +727,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     let mut matrix: Vec<(&str, String)> = Vec::new();
 
     // --- dashboard: IP allow list, then OpenID Connect, then staff only.
-    let mut outsider = w.client().from_source([127, 0, 0, 2]);
+    let mut outsider = w.client().at_source([127, 0, 0, 2]);
     let r = outsider.get(&format!("{dash}/reports"), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.header(ERROR_HEADER), "ERR_NGROK_3203");
@@ -775,7 +775,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
         "403 from the policy".into(),
     ));
     // Signed in at the IdP, but an outsider's session does not pass the allow list either.
-    let mut eve_elsewhere = w.client().from_source([127, 0, 0, 2]);
+    let mut eve_elsewhere = w.client().at_source([127, 0, 0, 2]);
     eve_elsewhere.jar = ana.jar.clone();
     let r = eve_elsewhere.get(&format!("{dash}/reports"), &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
