@@ -208,6 +208,7 @@ fn examples_lint_clean() {
             "header-hygiene.yaml",
             "ip-allow-list.yaml",
             "jwt-protected-api.yaml",
+            "layered",
             "maintenance-page.yaml",
             "mtls-device-api.yaml",
             "oauth-dashboard.yaml",
@@ -216,7 +217,13 @@ fn examples_lint_clean() {
         ]
     );
     for name in names {
-        let out = wicket(&["lint", "--deny-warnings", &format!("examples/{name}")]);
+        // A directory is one agent config and the policies it names.
+        let target = if name == "layered" {
+            "examples/layered/agent.yml".to_owned()
+        } else {
+            format!("examples/{name}")
+        };
+        let out = wicket(&["lint", "--deny-warnings", &target]);
         assert_eq!(out.status.code(), Some(0), "{name}:\n{}", stdout(&out));
         assert!(stdout(&out).ends_with("1 file checked: 0 errors, 0 warnings\n"));
     }
