@@ -86,6 +86,19 @@ fn problems_are_all_collected() {
 }
 
 #[test]
+fn jwt_validation_accepts_wickets_key_and_token_extensions() {
+    let mut map = SourceMap::new();
+    let text = "on_http_request:\n  - actions:\n      - type: jwt-validation\n        config:\n          issuer: {allow_list: [{value: https://login.example.test}]}\n          http:\n            tokens:\n              - {type: jwt, method: cookie, name: session}\n              - {type: jwt, method: query, name: access_token}\n          jws:\n            allowed_algorithms: [ES256]\n            keys: {sources: {static: [{kid: k1, pem: x}], jwks: {keys: []}}}\n          skew: 30s\n";
+    let id = map.add("p.yaml", text);
+    let report = lint(&mut map, id, LintOptions::default());
+    assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
+    // A token place that is neither ngrok's nor Wicket's is still refused.
+    let id = map.add("q.yaml", text.replace("method: query", "method: path"));
+    let report = lint(&mut map, id, LintOptions::default());
+    assert_eq!(report.errors(), 1, "{:?}", report.diagnostics);
+}
+
+#[test]
 fn generated_action_reference_is_up_to_date() {
     let generated = wicket_policy::docs::actions_markdown();
     let checked_in = std::fs::read_to_string("../docs/policy-actions.md").unwrap_or_default();

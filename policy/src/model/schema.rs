@@ -331,10 +331,14 @@ const JWT_HTTP: Ty = Ty::Object(&[req(f(
             )),
             req(f(
                 "method",
-                Ty::Enum(&["header", "body"]),
-                "where the token is",
+                Ty::Enum(&["header", "body", "cookie", "query"]),
+                "where the token is (`cookie` and `query`: Wicket)",
             )),
-            req(f("name", TPL, "header or body field name")),
+            req(f(
+                "name",
+                TPL,
+                "header, body field, cookie or query parameter name",
+            )),
             f("prefix", TPL, "stripped before parsing, e.g. `Bearer `"),
         ]),
         min: 1,
@@ -343,16 +347,33 @@ const JWT_HTTP: Ty = Ty::Object(&[req(f(
     },
     "tokens that must all be present",
 ))]);
-const JWKS_SOURCES: Ty = Ty::Object(&[req(f(
-    "additional_jkus",
-    Ty::List {
-        item: &Ty::Url { template: true },
-        min: 1,
-        max: UNBOUNDED,
-        unique: false,
-    },
-    "JWKS URLs, tried in order",
-))]);
+const JWT_STATIC_KEY: Ty = Ty::Object(&[
+    f("kid", STR, "the key id tokens name"),
+    f("pem", STR, "a PEM public key (RSA, EC or Ed25519)"),
+    f("secret", STR, "an HMAC secret (HS256/384/512)"),
+]);
+const JWKS_SOURCES: Ty = Ty::Object(&[
+    f(
+        "additional_jkus",
+        Ty::List {
+            item: &Ty::Url { template: true },
+            min: 1,
+            max: UNBOUNDED,
+            unique: false,
+        },
+        "JWKS URLs, tried in order",
+    ),
+    f(
+        "static",
+        list(&JWT_STATIC_KEY),
+        "keys given in the policy (Wicket)",
+    ),
+    f(
+        "jwks",
+        Ty::Any,
+        "a JWK set given in the policy, as a map or JSON text (Wicket)",
+    ),
+]);
 const JWKS_KEYS: Ty = Ty::Object(&[
     req(f(
         "sources",
@@ -830,6 +851,14 @@ pub static ACTIONS: &[ActionSpec] = &[
             f("audience", JWT_AUDIENCE, "accepted audiences"),
             req(f("http", JWT_HTTP, "where tokens are found")),
             req(f("jws", JWT_JWS, "signature verification")),
+            def(
+                f(
+                    "skew",
+                    SESSION,
+                    "clock skew allowed for `exp`/`nbf`/`iat` (Wicket)",
+                ),
+                "60s",
+            ),
         ],
     },
     ActionSpec {
