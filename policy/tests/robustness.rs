@@ -30,11 +30,17 @@ fn fixtures() -> Vec<String> {
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
-    out.extend(
-        std::fs::read_dir("../examples")
-            .unwrap()
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()),
-    );
+    // The example policies, and those one directory down (`examples/layered/`).
+    for entry in std::fs::read_dir("../examples").unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for sub in std::fs::read_dir(&path).unwrap() {
+                out.push(std::fs::read_to_string(sub.unwrap().path()).unwrap());
+            }
+        } else {
+            out.push(std::fs::read_to_string(path).unwrap());
+        }
+    }
     out
 }
 

@@ -831,6 +831,9 @@ fn cert_variable(cert: Option<&PeerCert>, rest: &str) -> Option<Value> {
         "serial_number" => Value::string(f.map_or("", |f| f.serial_number.as_str())),
         "signature_algorithm" => Value::string(f.map_or("", |f| f.signature_algorithm.as_str())),
         "pem" => Value::string(f.map_or("", |f| f.pem.as_str())),
+        "fingerprint" => Value::string(cert.map_or_else(String::new, |c| {
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c.der().as_ref()))
+        })),
         "validity.not_before" => f.map_or_else(zero_time, |f| timestamp(f.not_before)),
         "validity.not_after" => f.map_or_else(zero_time, |f| timestamp(f.not_after)),
         "extensions" => Value::list(
@@ -965,6 +968,12 @@ mod tests {
             info.variable("client.validity.not_after"),
             Some(Value::Timestamp(t)) if t.as_second() == 2_214_432_000
         ));
+        // The SHA-256 of the DER, as `openssl x509 -fingerprint -sha256` prints it (without colons).
+        let der = client_cert("device-1");
+        let expected = hex::encode(ring::digest::digest(&ring::digest::SHA256, der.as_ref()));
+        info.client = Some(Arc::new(PeerCert::new(der)));
+        assert_eq!(s(info.variable("client.fingerprint")), expected);
+        assert_eq!(expected.len(), 64);
         assert!(info.variable("ja4_fingerprint").is_none());
         assert!(info.variable("client.nope").is_none());
         assert!(info.variable("clientele").is_none());

@@ -2696,6 +2696,19 @@ pub static VARIABLES: &[VarDef] = &[
         HTTP,
         "used in a docs example only; the documented name is `req.headers`",
     ),
+    // Wicket extensions (appended: ids are table positions).
+    v(
+        "conn.tls.client.fingerprint",
+        STRING,
+        ALL,
+        "SHA-256 of the client certificate (DER), lower-case hex (Wicket).",
+    ),
+    v(
+        "conn.tls.server.fingerprint",
+        STRING,
+        ALL,
+        "SHA-256 of the certificate the edge presented (DER), lower-case hex (Wicket).",
+    ),
 ];
 
 /// Variables that exist only inside `http-request.retry_condition` (spec §2.3).
