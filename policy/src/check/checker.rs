@@ -465,7 +465,9 @@ impl Checker<'_> {
             .iter()
             .chain(self.ctx.extra_variables)
             .filter(|v| {
-                v.is_addressable() && v.phases.contains(phase) && v.status == VarStatus::Documented
+                v.is_addressable()
+                    && v.phases.contains(phase)
+                    && v.status != VarStatus::Undocumented
             })
             .map(|v| v.name.to_owned())
             .collect()

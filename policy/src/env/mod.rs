@@ -101,6 +101,8 @@ pub enum VarStatus {
     /// Seen in docs examples only (spec §4 "referenced in examples but not documented");
     /// accepted with a warning.
     Undocumented,
+    /// A Wicket extension, not in ngrok's reference (e.g. `conn.tls.client.fingerprint`).
+    Extension,
 }
 
 /// One variable of the environment.
@@ -248,6 +250,7 @@ pub fn to_json() -> serde_json::Value {
                 "type": v.ty.to_string(),
                 "phases": phases(v.phases),
                 "documented": v.status == VarStatus::Documented,
+                "extension": v.status == VarStatus::Extension,
                 "doc": v.doc,
             })
         })

@@ -57,6 +57,16 @@ const fn v(name: &'static str, ty: TypeSpec, phases: PhaseSet, doc: &'static str
     }
 }
 
+const fn wicket(name: &'static str, ty: TypeSpec, phases: PhaseSet, doc: &'static str) -> VarDef {
+    VarDef {
+        name,
+        ty,
+        phases,
+        doc,
+        status: VarStatus::Extension,
+    }
+}
+
 const fn undocumented(
     name: &'static str,
     ty: TypeSpec,
@@ -2697,13 +2707,13 @@ pub static VARIABLES: &[VarDef] = &[
         "used in a docs example only; the documented name is `req.headers`",
     ),
     // Wicket extensions (appended: ids are table positions).
-    v(
+    wicket(
         "conn.tls.client.fingerprint",
         STRING,
         ALL,
         "SHA-256 of the client certificate (DER), lower-case hex (Wicket).",
     ),
-    v(
+    wicket(
         "conn.tls.server.fingerprint",
         STRING,
         ALL,
