@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use ring::{hmac, signature};
 
+use super::map_of;
 use super::template::Tmpl;
-use super::{json_value, map_of};
 use crate::compile::ir::ConfigValue;
 use crate::value::{Key as MapKey, MapValue, Value};
 
@@ -841,8 +841,8 @@ impl JwtValidation {
             };
             match self.verify_with(token, extra, now) {
                 Ok((header, payload)) => tokens.push(map_of([
-                    ("header", json_value(&header)),
-                    ("payload", json_value(&payload)),
+                    ("header", Value::from_json(&header)),
+                    ("payload", Value::from_json(&payload)),
                     (
                         "signature",
                         Value::string(token.rsplit('.').next().unwrap_or("")),

@@ -1119,10 +1119,6 @@ pub(crate) fn run<V: RequestView + ?Sized>(
     })
 }
 
-fn json_value(v: &serde_json::Value) -> Value {
-    Value::from_json(v)
-}
-
 fn token_text<'a, V: RequestView + ?Sized>(
     location: &jwt::Location,
     view: &'a V,

@@ -111,12 +111,7 @@ impl ActionEnv {
         http_request_allow: Vec<String>,
     ) -> Result<Self, ActionEnvError> {
         let secret = load_or_create_secret(&data_dir.join("edge-secret"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            // Unparsable system certificates are skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
+        let mut roots = system_roots();
         for path in extra_roots {
             for cert in crate::tls::load_certs(path)? {
                 roots.add(cert).map_err(TlsError::from)?;
@@ -162,11 +157,7 @@ impl ActionEnv {
     /// An environment with a random secret, the system roots and nothing allowed to
     /// `http-request`: for tests and tools that do not keep state.
     pub fn ephemeral() -> Result<Self, ActionEnvError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        Self::with_roots(roots, rand::random(), Vec::new())
+        Self::with_roots(system_roots(), rand::random(), Vec::new())
     }
 
     /// Sends one request with a timeout over the whole exchange and a cap on the response body.
@@ -199,6 +190,15 @@ impl ActionEnv {
             .await
             .map_err(|_| FetchError::Timeout(timeout))?
     }
+}
+
+/// The system's root certificates; unparsable ones are skipped, as browsers do.
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    roots
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
