@@ -1241,37 +1241,12 @@ on_http_request:
 
     #[tokio::test]
     async fn a_chain_runs_the_second_policy_after_the_first_resumes() {
-        #[derive(Debug)]
-        struct Chain2(Arc<dyn EndpointPolicy>, Arc<dyn EndpointPolicy>);
-        impl EndpointPolicy for Chain2 {
-            fn on_tcp_connect(&self, _: &ConnInfo) -> ConnDecision {
-                ConnDecision::Allow
-            }
-            fn on_http_request(
-                &self,
-                req: &mut http::request::Parts,
-                conn: &ConnInfo,
-            ) -> ReqDecision {
-                match self.0.on_http_request(req, conn) {
-                    ReqDecision::Forward => self.1.on_http_request(req, conn),
-                    ReqDecision::Pending(p) => ReqDecision::Pending(p.then(self.1.clone())),
-                    d => d,
-                }
-            }
-            fn on_http_response(
-                &self,
-                _: &mut http::response::Parts,
-                _: &http::request::Parts,
-                _: &ConnInfo,
-            ) -> ResDecision {
-                ResDecision::Forward
-            }
-        }
         let second = compile(
             "on_http_request:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-second: \"2\" } }\n",
         )
         .unwrap();
-        let chain = Chain2(Arc::new(with_fake(OAUTH_POLICY, "ana@example.com")), second);
+        let chain =
+            crate::edge::Chain(Arc::new(with_fake(OAUTH_POLICY, "ana@example.com")), second);
         let mut req = request("/x");
         let d = settle(&chain, &mut req, &mut crate::body::empty()).await;
         assert!(matches!(d, ReqDecision::Forward), "{d:?}");

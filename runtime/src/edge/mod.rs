@@ -775,7 +775,10 @@ impl Drop for IpGuard {
 
 /// The edge-wide policy followed by the endpoint's own.
 #[derive(Debug)]
-struct Chain(Arc<dyn EndpointPolicy>, Arc<dyn EndpointPolicy>);
+pub(crate) struct Chain(
+    pub(crate) Arc<dyn EndpointPolicy>,
+    pub(crate) Arc<dyn EndpointPolicy>,
+);
 
 impl EndpointPolicy for Chain {
     fn on_tcp_connect(&self, conn: &ConnInfo) -> ConnDecision {
