@@ -7,8 +7,10 @@
 //! - `WICKET_BENCH_CONNS` (default 50): concurrent connections;
 //! - `WICKET_BENCH_ONLY`: run only the scenarios whose short name (`1k`, `1m`, `close`) is in
 //!   this comma-separated list;
-//! - `WICKET_BENCH_PATHS`: `direct`, `tunnel` or `direct,tunnel` (the default), for profiling
-//!   one side.
+//! - `WICKET_BENCH_PATHS`: a comma-separated subset of `direct,relay1,relay2,tunnel` (the
+//!   default: all four), e.g. `tunnel` alone for profiling. `relay1`/`relay2` put one or two
+//!   do-nothing TCP relays (no TLS, no HTTP, no multiplexing) in front of the upstream: the floor
+//!   that the extra loopback hops alone set for any tunnel on this machine.
 //!
 //! Everything runs on 127.0.0.1 and stops by itself. The upstream, edge and agent share one
 //! multi-thread tokio runtime (as many workers as cores); the load generator runs on its own
@@ -58,6 +60,31 @@ async fn upstream() -> SocketAddr {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A do-nothing TCP relay on 127.0.0.1: every accepted connection gets its own connection to
+/// `to`, and bytes are copied both ways (`copy_bidirectional`, `TCP_NODELAY` on both sides) with
+/// no TLS, no HTTP parsing and no multiplexing. Chained once or twice in front of the upstream it
+/// measures the floor that the extra loopback hops alone put under any tunnel on this machine.
+async fn relay(to: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             });
         }
     });
@@ -355,12 +382,15 @@ fn main() {
     let secs: u64 = env_or("WICKET_BENCH_SECS", 5);
     let conns: usize = env_or("WICKET_BENCH_CONNS", 50);
     let only: Option<String> = std::env::var("WICKET_BENCH_ONLY").ok();
-    let paths: String = env_or("WICKET_BENCH_PATHS", "direct,tunnel".to_owned());
+    let paths: String = env_or(
+        "WICKET_BENCH_PATHS",
+        "direct,relay1,relay2,tunnel".to_owned(),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (edge, agent, up, tunnel, _dir) = rt.block_on(async move {
+    let (edge, agent, up, tunnel, relay1, relay2, _dir) = rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let (ca, chain, key) = generate_dev_ca(&["127.0.0.1".into(), "bench.example.test".into()]).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
@@ -395,7 +425,9 @@ fn main() {
         .expect("agent bound");
         assert!(st.fatal.is_none(), "{:?}", st.fatal);
         let tunnel = edge.addrs().http.unwrap();
-        (edge, agent, up, tunnel, dir)
+        let relay1 = relay(up).await;
+        let relay2 = relay(relay(up).await).await;
+        (edge, agent, up, tunnel, relay1, relay2, dir)
     });
 
     println!(
@@ -418,31 +450,52 @@ fn main() {
         {
             continue;
         }
-        let d = paths
-            .contains("direct")
-            .then(|| run(up, path, close, conns, secs));
-        let t = paths
-            .contains("tunnel")
-            .then(|| run(tunnel, path, close, conns, secs));
-        for (label, r) in [("direct", &d), ("tunnel", &t)] {
+        let want = |p: &str| paths.split(',').any(|x| x == p);
+        let d = want("direct").then(|| run(up, path, close, conns, secs));
+        let others = [
+            (
+                "1 relay (floor)",
+                want("relay1").then(|| run(relay1, path, close, conns, secs)),
+            ),
+            (
+                "2 relays (floor)",
+                want("relay2").then(|| run(relay2, path, close, conns, secs)),
+            ),
+            (
+                "tunnel",
+                want("tunnel").then(|| run(tunnel, path, close, conns, secs)),
+            ),
+        ];
+        if let Some(d) = &d {
+            println!(
+                "| {name} | direct | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} |  |  |",
+                d.rps, d.p50_ms, d.p99_ms, d.mbps, d.errors, d.server_us, d.client_us
+            );
+        }
+        for (label, r) in &others {
             let Some(r) = r else { continue };
-            let (ratio, added) = match (label, &d) {
-                ("tunnel", Some(d)) => (
+            let (ratio, added) = match &d {
+                Some(d) => (
                     format!("{:.2}×", r.rps / d.rps.max(f64::MIN_POSITIVE)),
                     format!("{:.2}", r.p99_ms - d.p99_ms),
                 ),
-                _ => (String::new(), String::new()),
+                None => (String::new(), String::new()),
             };
             println!(
                 "| {name} | {label} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} | {ratio} | {added} |",
                 r.rps, r.p50_ms, r.p99_ms, r.mbps, r.errors, r.server_us, r.client_us
             );
         }
-        if let (Some(d), Some(t)) = (&d, &t) {
+        if let Some(d) = &d {
             // On a machine with spare cores for nobody else, a CPU-bound run would reach this
             // ratio: the same cores serve (client + servers) CPU time per request.
-            let projected = (d.server_us + d.client_us) / (t.server_us + t.client_us);
-            println!("|  | CPU-bound projection |  |  |  |  |  |  |  | {projected:.2}× |  |");
+            for (label, r) in &others {
+                let Some(r) = r else { continue };
+                let projected = (d.server_us + d.client_us) / (r.server_us + r.client_us);
+                println!(
+                    "|  | CPU-bound projection, {label} |  |  |  |  |  |  |  | {projected:.2}× |  |"
+                );
+            }
         }
     }
     rt.block_on(async move {
