@@ -41,8 +41,9 @@ use crate::actions::terminate_tls::{self, TlsTermination};
 use crate::actions::{self, ActionEnv, ActionOutcome, ExternalAction, RequestCx};
 use crate::body::Body;
 use crate::policy_hook::{
-    ConnContinuation, ConnDecision, ConnInfo, Continuation, ERR_POLICY_REFUSED, EndpointPolicy,
-    LocalResponse, PendingRequest, PolicyCompiler, ReqDecision, ResDecision, TerminateTls,
+    ActionResponseHeaders, ConnContinuation, ConnDecision, ConnInfo, Continuation,
+    ERR_POLICY_REFUSED, EndpointPolicy, LocalResponse, PendingRequest, PolicyCompiler, ReqDecision,
+    ResDecision, TerminateTls,
 };
 use crate::proto::control::{EndpointProto, PolicySource, Refusal};
 use crate::proto::meta;
@@ -794,9 +795,21 @@ impl Continuation for ExternalStep {
                 env: &shared.env,
             };
             match handler.run(cx).await {
-                Ok(ActionOutcome::Continue { result }) => {
+                Ok(ActionOutcome::Continue {
+                    result,
+                    response_headers,
+                }) => {
                     if let Some((ns, value)) = result {
                         scratch.set_action_result(ns, value);
+                    }
+                    if !response_headers.is_empty() {
+                        match req.extensions.get_mut::<ActionResponseHeaders>() {
+                            Some(h) => h.0.extend(response_headers),
+                            None => {
+                                req.extensions
+                                    .insert(ActionResponseHeaders(response_headers));
+                            }
+                        }
                     }
                     shared.resume(req, conn, scratch, resume, applied)
                 }
@@ -1132,9 +1145,10 @@ on_http_request:
                     return Ok(ActionOutcome::Respond(local(302, &[], Bytes::new())));
                 }
                 let identity = serde_json::json!({"identity": {"email": self.0}});
-                Ok(ActionOutcome::Continue {
-                    result: Some(("oauth", wicket_engine::Value::from_json(&identity))),
-                })
+                Ok(ActionOutcome::proceed(
+                    "oauth",
+                    wicket_engine::Value::from_json(&identity),
+                ))
             })
         }
     }

@@ -148,6 +148,23 @@ pub enum ReqDecision {
     },
 }
 
+/// Headers external actions asked for on the response (an OAuth session cookie rewritten on the
+/// way through), kept in the request's extensions until the edge answers: it appends them to the
+/// final response — the upstream's or a local one — after every response phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionResponseHeaders(pub Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl ActionResponseHeaders {
+    /// Appends the headers recorded in `req` (if any) to `res`.
+    pub fn apply(req: &http::Extensions, res: &mut http::HeaderMap) {
+        if let Some(h) = req.get::<Self>() {
+            for (name, value) in &h.0 {
+                res.append(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// Why a `forward-internal` failed, handed to its `on_error: continue` continuation in the
 /// request's extensions: the resumed phase records it as `actions.ngrok.forward_internal.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,5 +357,22 @@ mod tests {
             PassThrough.on_http_request(&mut parts, &conn),
             ReqDecision::Forward
         ));
+    }
+
+    #[test]
+    fn action_response_headers_are_appended_not_replaced() {
+        let mut ext = http::Extensions::new();
+        let mut res = http::HeaderMap::new();
+        res.insert(http::header::SET_COOKIE, "upstream=1".parse().unwrap());
+        // Nothing recorded: the response is left alone.
+        ActionResponseHeaders::apply(&ext, &mut res);
+        assert_eq!(res.len(), 1);
+        ext.insert(ActionResponseHeaders(vec![
+            (http::header::SET_COOKIE, "s=2".parse().unwrap()),
+            (http::header::SET_COOKIE, "t=3".parse().unwrap()),
+        ]));
+        ActionResponseHeaders::apply(&ext, &mut res);
+        let all: Vec<_> = res.get_all(http::header::SET_COOKIE).iter().collect();
+        assert_eq!(all, ["upstream=1", "s=2", "t=3"]);
     }
 }

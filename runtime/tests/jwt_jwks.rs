@@ -627,11 +627,12 @@ async fn run(action: &JwksAction, env: &ActionEnv, req: Request<()>) -> (StatusC
     match within("action", action.run(cx)).await {
         Ok(ActionOutcome::Continue {
             result: Some((ns, v)),
+            ..
         }) => {
             assert_eq!(ns, "jwt_validation");
             (StatusCode::OK, v.to_string())
         }
-        Ok(ActionOutcome::Continue { result: None }) => panic!("no result"),
+        Ok(ActionOutcome::Continue { result: None, .. }) => panic!("no result"),
         Ok(ActionOutcome::Respond(r)) => (
             r.status,
             r.headers

@@ -974,9 +974,7 @@ impl ExternalAction for HttpRequest {
     fn run<'a>(&'a self, cx: RequestCx<'a>) -> BoxFuture<'a, Result<ActionOutcome, ActionError>> {
         Box::pin(async move {
             let value = self.execute(&cx).await?;
-            Ok(ActionOutcome::Continue {
-                result: Some((NAMESPACE, value)),
-            })
+            Ok(ActionOutcome::proceed(NAMESPACE, value))
         })
     }
 }

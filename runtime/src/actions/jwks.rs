@@ -392,9 +392,7 @@ impl JwksAction {
             self.validation
                 .validate(&keys, |loc| token_at(parts, loc), SystemTime::now());
         match checked.failure {
-            None => Ok(ActionOutcome::Continue {
-                result: Some(("jwt_validation", checked.result)),
-            }),
+            None => Ok(ActionOutcome::proceed("jwt_validation", checked.result)),
             // No key the fetch failure left out could have verified it: say so, not 401.
             Some(JwtError::Signature) if unavailable => Err(ActionError {
                 status: StatusCode::BAD_GATEWAY,

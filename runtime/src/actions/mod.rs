@@ -272,9 +272,24 @@ pub enum ActionOutcome {
     Continue {
         /// The namespace (`"oauth"`) and its value.
         result: Option<(&'static str, Value)>,
+        /// Headers the edge appends to whatever response the request ends with (the upstream's
+        /// or a local one), after every response phase: an OAuth session cookie rewritten on the
+        /// way through, say.
+        response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     },
     /// End the request with this response; it is not forwarded.
     Respond(LocalResponse),
+}
+
+impl ActionOutcome {
+    /// Continue the phase, recording `value` as `actions.ngrok.<namespace>`, with no response
+    /// headers.
+    pub fn proceed(namespace: &'static str, value: Value) -> Self {
+        Self::Continue {
+            result: Some((namespace, value)),
+            response_headers: Vec::new(),
+        }
+    }
 }
 
 /// A failure that ends the request closed with `status` and the error-code header.

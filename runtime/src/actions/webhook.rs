@@ -547,9 +547,10 @@ impl WebhookAction {
                 ERR_WEBHOOK,
                 &format!("webhook verification failed: {e}"),
             ))),
-            _ => Ok(ActionOutcome::Continue {
-                result: Some(("verify_webhook", Value::from_json(&result))),
-            }),
+            _ => Ok(ActionOutcome::proceed(
+                "verify_webhook",
+                Value::from_json(&result),
+            )),
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::body::{Body, boxed, empty, full, strip_hop_by_hop};
 use crate::io::Prefixed;
 use crate::pages::{self, ErrorPage};
 use crate::policy_hook::{
-    ConnDecision, ConnInfo, ForwardFailure, LocalResponse, ReqDecision, ResDecision,
+    ActionResponseHeaders, ConnDecision, ConnInfo, ForwardFailure, LocalResponse, ReqDecision,
+    ResDecision,
 };
 use crate::proto::control::EndpointProto;
 use crate::proto::meta;
@@ -509,11 +510,10 @@ struct Hop {
 }
 
 /// Runs the response phase of `outer` (innermost last in the slice, so it runs first) on a
-/// response coming back through them; a phase that answers replaces the response.
-fn unwind(outer: &[Hop], res: Response<Body>) -> Response<Body> {
-    if outer.is_empty() {
-        return res;
-    }
+/// response coming back through them; a phase that answers replaces the response. Then appends
+/// the headers external actions asked for (`ActionResponseHeaders` in `req`, the request's
+/// extensions) to whatever the response is.
+fn unwind(outer: &[Hop], req: &http::Extensions, res: Response<Body>) -> Response<Body> {
     let (mut parts, mut body) = res.into_parts();
     for hop in outer.iter().rev() {
         if let ResDecision::Respond(r) = hop
@@ -524,6 +524,7 @@ fn unwind(outer: &[Hop], res: Response<Body>) -> Response<Body> {
             (parts, body) = local_response(r).into_parts();
         }
     }
+    ActionResponseHeaders::apply(req, &mut parts.headers);
     Response::from_parts(parts, body)
 }
 
@@ -640,7 +641,9 @@ async fn forward(
     loop {
         match decision {
             ReqDecision::Forward => break,
-            ReqDecision::Respond(r) => return Ok(unwind(&hops, local_response(r))),
+            ReqDecision::Respond(r) => {
+                return Ok(unwind(&hops, &parts.extensions, local_response(r)));
+            }
             ReqDecision::Close => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
@@ -679,7 +682,13 @@ async fn forward(
                                 decision = p.run(&mut parts, &mut body, &info).await;
                                 parts.extensions.remove::<ForwardFailure>();
                             }
-                            None => return Ok(unwind(&hops, page.response(&detail))),
+                            None => {
+                                return Ok(unwind(
+                                    &hops,
+                                    &parts.extensions,
+                                    page.response(&detail),
+                                ));
+                            }
                         }
                     }
                 }
@@ -687,11 +696,19 @@ async fn forward(
         }
     }
     let Some(session) = route.session.clone() else {
-        return Ok(unwind(&hops, pages::AGENT_OFFLINE.response(&route.url)));
+        return Ok(unwind(
+            &hops,
+            &parts.extensions,
+            pages::AGENT_OFFLINE.response(&route.url),
+        ));
     };
     let orig_parts = clone_parts(&parts);
     let Ok(permit) = session.streams.clone().try_acquire_owned() else {
-        return Ok(unwind(&hops, pages::TOO_MANY_STREAMS.response(&route.url)));
+        return Ok(unwind(
+            &hops,
+            &parts.extensions,
+            pages::TOO_MANY_STREAMS.response(&route.url),
+        ));
     };
 
     // Tunnel request head: public headers minus reserved and hop-by-hop ones, plus forwarding
@@ -742,7 +759,11 @@ async fn forward(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, endpoint = %route.url, "tunnel stream failed");
-            return Ok(unwind(&hops, pages::TUNNEL_FAILED.response(&route.url)));
+            return Ok(unwind(
+                &hops,
+                &parts.extensions,
+                pages::TUNNEL_FAILED.response(&route.url),
+            ));
         }
     };
 
@@ -765,7 +786,7 @@ async fn forward(
         .policy
         .on_http_response(&mut rparts, &orig_parts, &info)
     {
-        return Ok(unwind(&hops, local_response(r)));
+        return Ok(unwind(&hops, &parts.extensions, local_response(r)));
     }
     let streams = shared.metrics.clone();
     streams.streams_active.fetch_add(1, Ordering::Relaxed);
@@ -778,7 +799,11 @@ async fn forward(
         let _ = &guard;
         f
     });
-    Ok(unwind(&hops, Response::from_parts(rparts, boxed(body))))
+    Ok(unwind(
+        &hops,
+        &parts.extensions,
+        Response::from_parts(rparts, boxed(body)),
+    ))
 }
 
 /// `scheme://host/path?query` of a tunnel request (perf: built from parts, the public path is

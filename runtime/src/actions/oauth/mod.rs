@@ -703,22 +703,19 @@ impl OAuthAction {
             if touch {
                 session.seen = now;
             }
-            let dirty = touch || renewed || refreshed;
-            if dirty && (parts.method == Method::GET || parts.method == Method::HEAD) {
-                // The only way to rewrite the cookie before the upstream answers: send the
-                // browser to the same URL with the new cookie.
-                let here = flow::safe_return_path(
-                    parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                );
-                if let Some(c) = self.session_set_cookie(&session, &site) {
-                    return Ok(ActionOutcome::Respond(redirect(
-                        StatusCode::TEMPORARY_REDIRECT,
-                        &here,
-                        &[c],
-                    )));
-                }
+            let mut outcome = self.continue_with(&session, refreshed);
+            // A touched, renewed or refreshed session is written back on the response the
+            // request ends with (the upstream's, or a local one), whatever its method.
+            if (touch || renewed || refreshed)
+                && let Some(c) = self.session_set_cookie(&session, &site)
+                && let Ok(v) = HeaderValue::from_str(&c)
+                && let ActionOutcome::Continue {
+                    response_headers, ..
+                } = &mut outcome
+            {
+                response_headers.push((http::header::SET_COOKIE, v));
             }
-            return Ok(self.continue_with(&session, refreshed));
+            return Ok(outcome);
         }
         let ret = if parts.method == Method::GET || parts.method == Method::HEAD {
             flow::safe_return_path(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()))
@@ -866,9 +863,7 @@ impl OAuthAction {
                 entries.push(("identity_token", str_v(&s.idt)));
             }
         }
-        ActionOutcome::Continue {
-            result: Some((self.kind.namespace(), string_map(entries))),
-        }
+        ActionOutcome::proceed(self.kind.namespace(), string_map(entries))
     }
 
     /// Redirects the browser to the provider.
@@ -1738,6 +1733,7 @@ mod tests {
         };
         let ActionOutcome::Continue {
             result: Some((ns, Value::Map(m))),
+            ..
         } = a.continue_with(&s, false)
         else {
             panic!()
