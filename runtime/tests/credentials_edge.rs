@@ -6,8 +6,7 @@
     reason = "test support code outside #[test] functions"
 )]
 
-#[path = "tunnel/common.rs"]
-mod common;
+mod support;
 
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use wicket_runtime::credentials::{
 };
 use wicket_runtime::edge::{Edge, EdgeHandle};
 
-use crate::common::*;
+use crate::support::*;
 
 const KEY: &str = "edge-test-admin-key-0123";
 

@@ -4,16 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness_internal;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use harness_internal::*;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use support::*;
 use wicket_runtime::actions::ActionEnv;
 use wicket_runtime::agent::EndpointState;
 
@@ -123,7 +123,6 @@ on_http_request:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_use_allowed_side_services() {
-    let c = certs();
     let flaky = Arc::new(AtomicU32::new(0));
     let side = side_service(flaky.clone()).await;
     let up = upstream("app").await;
@@ -133,30 +132,21 @@ async fn policies_use_allowed_side_services() {
         vec!["http://127.0.0.1:*".into()],
     )
     .unwrap();
-    let edge = start(
-        &c,
-        wicket_runtime::edge::Edge::builder(edge_config(&c)).action_env(Arc::new(env)),
-    )
-    .await;
-    std::fs::write(c.dir.path().join("guarded.yml"), policy(side)).unwrap();
-    std::fs::write(
-        c.dir.path().join("ssrf.yml"),
-        "on_http_request:\n  - actions:\n      - type: http-request\n        config: {url: 'http://169.254.169.254/latest/meta-data/'}\n",
-    )
-    .unwrap();
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: guarded\n    url: http://guarded.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: guarded.yml\n  - name: ssrf\n    url: http://ssrf.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: ssrf.yml\n"
-            ),
-        ),
-    );
-    let status = settled(&agent).await;
-    bound_url(&status, "guarded");
+    let stack = Stack::builder()
+        .edge_builder(move |b| b.action_env(Arc::new(env)))
+        .policy_endpoint("guarded", "http://guarded.example.test", up, policy(side))
+        .policy_endpoint(
+            "ssrf",
+            "http://ssrf.example.test",
+            up,
+            "on_http_request:\n  - actions:\n      - type: http-request\n        config: {url: 'http://169.254.169.254/latest/meta-data/'}\n",
+        )
+        .allow_refused()
+        .start()
+        .await;
+    let status = &stack.status;
+    bound_url(status, "guarded");
+    bound_url(status, "guarded");
 
     // A constant destination outside the allow list refuses the bind, naming the setting.
     match status.endpoints.get("ssrf") {
@@ -167,7 +157,7 @@ async fn policies_use_allowed_side_services() {
         other => panic!("ssrf endpoint should be refused: {other:?}"),
     }
 
-    let http = edge.addrs().http.unwrap();
+    let http = stack.http();
     let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| async move {
         http_get(http, "guarded.example.test", path, headers).await
     };

@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness_internal;
+mod support;
 
 use std::time::Duration;
 
-use harness_internal::*;
+use support::*;
 use wicket_runtime::agent::EndpointState;
 
 const CENTRAL: &str = r#"

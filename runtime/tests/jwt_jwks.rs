@@ -13,55 +13,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wicket_engine::compile::ir::ConfigValue;
 use wicket_runtime::actions::jwks::{CachePolicy, JwksAction};
 use wicket_runtime::actions::{ActionEnv, ActionOutcome, ExternalAction, RequestCx};
-use wicket_runtime::agent::{Agent, AgentConfig, AgentOptions, EndpointState};
 use wicket_runtime::policy_hook::ConnInfo;
 use wicket_runtime::proto::control::EndpointProto;
 
-mod action_harness;
-use action_harness::*;
+mod support;
+use support::*;
 
-/// Serves `handler` on 127.0.0.1:0.
-async fn serve<F>(handler: F) -> SocketAddr
+/// Serves a synchronous `handler` on 127.0.0.1:0.
+async fn serve_fn<F>(handler: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Response<TestBody> + Send + Sync + 'static,
 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve(move |req| {
+        let res = handler(req);
+        async move { res }
+    })
+    .await
 }
 
 /// The upstream: counts requests, echoes `x-jwt-sub`.
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
-    let addr = serve(move |req| {
+    let addr = serve_fn(move |req| {
         h.fetch_add(1, Ordering::SeqCst);
         let sub = req.headers().get("x-jwt-sub").cloned();
         let mut res = Response::new(full("upstream"));
@@ -86,7 +71,7 @@ impl JwksServer {
         let keys = Arc::new(Mutex::new(keys));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (k, f) = (keys.clone(), fetches.clone());
-        let addr = serve(move |_req| {
+        let addr = serve_fn(move |_req| {
             f.fetch_add(1, Ordering::SeqCst);
             let body = serde_json::json!({"keys": *k.lock().unwrap()}).to_string();
             Response::builder()
@@ -112,49 +97,7 @@ impl JwksServer {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-}
-
-impl Reply {
-    fn header(&self, n: &str) -> &str {
-        self.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-/// One HTTP/1.1 request to the edge's HTTP listener.
-async fn call(edge: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let tcp = within("connect", TcpStream::connect(edge)).await.unwrap();
-    let (mut send, conn) = within(
-        "handshake",
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::get(path).header("host", host);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let res = within(
-        "response",
-        send.send_request(b.body(full(Bytes::new())).unwrap()),
-    )
-    .await
-    .unwrap();
-    let (parts, body) = res.into_parts();
-    let _ = within("body", body.collect()).await.unwrap();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-    }
-}
-
-// ------------------------------------------------------------------ keys and tokens
+// ------------------------------------------------------------------ keys and tokens// ------------------------------------------------------------------ keys and tokens
 
 /// A 2048-bit RSA test key (PKCS#8 DER, base64), generated once with OpenSSL for these tests
 /// (ring does not generate RSA keys).
@@ -318,7 +261,6 @@ fn assert_refused(r: &Reply, code: &str, case: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_validation_through_the_edge() {
-    let c = certs();
     let keys = Keys::new();
     let jwks = JwksServer::start(keys.jwks(), "public, max-age=300").await;
     let rotating = JwksServer::start(
@@ -331,11 +273,8 @@ async fn jwks_validation_through_the_edge() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let edge = start_edge(&c).await;
     let (up, hits) = upstream().await;
-    let _agent = start_agent(
-        &c,
-        edge.addrs().tunnel,
+    let stack = policy_stack(
         up,
         &[
             ("api", policy(&jwks.url())),
@@ -344,10 +283,10 @@ async fn jwks_validation_through_the_edge() {
         ],
     )
     .await;
-    let http = edge.addrs().http.unwrap();
+    let http = stack.http();
     let bearer = |t: &str| format!("Bearer {t}");
     let api = |token: String| async move {
-        call(http, "api.example.test", "/", &[("authorization", &token)]).await
+        http_get(http, "api.example.test", "/", &[("authorization", &token)]).await
     };
 
     // Valid tokens of each key type reach the upstream; the claims are result variables.
@@ -459,9 +398,9 @@ async fn jwks_validation_through_the_edge() {
         let r = api(bearer(token)).await;
         assert_refused(&r, code, case);
     }
-    let r = call(http, "api.example.test", "/", &[]).await;
+    let r = http_get(http, "api.example.test", "/", &[]).await;
     assert_refused(&r, "ERR_NGROK_3406", "no token");
-    let r = call(
+    let r = http_get(
         http,
         "api.example.test",
         "/",
@@ -506,7 +445,7 @@ async fn jwks_validation_through_the_edge() {
     );
 
     // Rotation: a kid published after the first fetch is accepted after one refetch.
-    let r = call(
+    let r = http_get(
         http,
         "rot.example.test",
         "/",
@@ -530,7 +469,7 @@ async fn jwks_validation_through_the_edge() {
         "r2",
         &claims(serde_json::json!({"sub": "rotated"})),
     ));
-    let r = call(
+    let r = http_get(
         http,
         "rot.example.test",
         "/",
@@ -540,7 +479,7 @@ async fn jwks_validation_through_the_edge() {
     assert_eq!(r.status, StatusCode::OK, "the new key is fetched");
     assert_eq!(r.header("x-jwt-sub"), "rotated");
     assert_eq!(rotating.fetches(), 2);
-    let r = call(
+    let r = http_get(
         http,
         "rot.example.test",
         "/",
@@ -554,10 +493,10 @@ async fn jwks_validation_through_the_edge() {
     // request without a token is still a plain 401.
     let before = hits.load(Ordering::SeqCst);
     let valid = bearer(&keys.sign("RS256", "r1", &claims(serde_json::json!({}))));
-    let r = call(http, "down.example.test", "/", &[("authorization", &valid)]).await;
+    let r = http_get(http, "down.example.test", "/", &[("authorization", &valid)]).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.header("wicket-error-code"), "ERR_NGROK_3422");
-    let r = call(http, "down.example.test", "/", &[]).await;
+    let r = http_get(http, "down.example.test", "/", &[]).await;
     assert_refused(&r, "ERR_NGROK_3406", "no token, JWKS down");
     assert_eq!(
         hits.load(Ordering::SeqCst),
@@ -568,35 +507,18 @@ async fn jwks_validation_through_the_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_jwks_url_refuses_the_bind() {
-    let c = certs();
-    let edge = start_edge(&c).await;
     let (up, _) = upstream().await;
-    let yaml_dir = c.dir.path();
-    std::fs::write(yaml_dir.join("bad.yml"), policy("http://idp.example/jwks")).unwrap();
-    let endpoints = format!(
-        "  - name: bad\n    url: http://bad.example.test\n    upstream: {{ url: 'http://{up}' }}\n    traffic_policy_file: bad.yml\n"
-    );
-    let yaml = format!(
-        "version: 3\nagent:\n  authtoken: {TOKEN}\n  connect_url: {edge}\n  connect_cas: [{ca}]\nendpoints:\n{endpoints}",
-        edge = edge.addrs().tunnel,
-        ca = c.ca_path.display()
-    );
-    let agent = Agent::start(
-        AgentConfig::from_yaml(&yaml, "test").unwrap(),
-        c.dir.path().to_owned(),
-        AgentOptions::default(),
-    )
-    .unwrap();
-    let st = within(
-        "refusal",
-        agent.wait_for(|s| {
-            s.endpoints
-                .values()
-                .all(|e| !matches!(e, EndpointState::Pending))
-        }),
-    )
-    .await;
-    let state = format!("{:?}", st.endpoints.get("bad"));
+    let stack = Stack::builder()
+        .policy_endpoint(
+            "bad",
+            "http://bad.example.test",
+            format!("http://{up}"),
+            policy("http://idp.example/jwks"),
+        )
+        .allow_refused()
+        .start()
+        .await;
+    let state = format!("{:?}", stack.status.endpoints.get("bad"));
     assert!(state.contains("https://"), "{state}");
 }
 
@@ -770,7 +692,7 @@ async fn the_cache_follows_max_age_and_serves_stale_keys_while_the_server_fails(
     let ok = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (f, o) = (flaky_fetches.clone(), ok.clone());
     let set = serde_json::json!({"keys": keys.jwks()}).to_string();
-    let flaky = serve(move |_| {
+    let flaky = serve_fn(move |_| {
         f.fetch_add(1, Ordering::SeqCst);
         if o.load(Ordering::SeqCst) {
             Response::builder()

@@ -9,55 +9,35 @@
 // A harness: any failure here should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value as Json, json};
-use tokio::net::{TcpListener, TcpSocket};
-use wicket_runtime::agent::{Agent, AgentConfig, AgentHandle, AgentOptions, EndpointState};
-use wicket_runtime::edge::{Edge, EdgeConfig, EdgeHandle, NamedToken, PortRange};
-use wicket_runtime::tls::{CertPair, generate_dev_ca};
+use support::*;
+use tokio::net::TcpSocket;
+use wicket_runtime::agent::{AgentHandle, EndpointState};
+use wicket_runtime::edge::{EdgeHandle, NamedToken, PortRange};
 
-/// Upper bound for any single await.
-const T: Duration = Duration::from_secs(60);
 const TOKEN: &str = "layered-test-token";
 const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
 /// The client the dashboard policy names.
 const CLIENT_ID: &str = "wicket-dashboard";
 const CLIENT_SECRET: &str = "layered-client-secret";
 const DOMAIN: &str = "cam-42.fleet.example.test";
-
-type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(T, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
-fn full(b: impl Into<Bytes>) -> TestBody {
-    Full::new(b.into()).map_err(|e| match e {}).boxed()
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -75,31 +55,6 @@ fn json_res(v: &Json) -> Response<TestBody> {
 
 fn form(raw: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(raw).into_owned().collect()
-}
-
-/// Serves `handler` over HTTP/1.1 on a loopback port.
-async fn serve<F, Fut>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
-{
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 // ---------------------------------------------------------------- the devices' services
@@ -327,59 +282,30 @@ impl Idp {
 // ---------------------------------------------------------------- certificates
 
 /// The fleet CA that issues device certificates.
-struct FleetCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
+struct FleetCa(Ca);
 
 impl FleetCa {
     fn new(cn: &str) -> FleetCa {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        FleetCa {
-            cert: p.self_signed(&key).unwrap(),
-            key,
-        }
+        FleetCa(root_ca(cn))
     }
 
     /// A device certificate for `cn`.
-    fn device(&self, cn: &str) -> Device {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![format!("{cn}.devices.example.test")]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Device {
-            chain: vec![cert.der().clone()],
-            key: key.serialize_der(),
-        }
+    fn device(&self, cn: &str) -> Ident {
+        leaf(
+            LeafSpec {
+                cn,
+                org: None,
+                ou: None,
+                sans: vec![format!("{cn}.devices.example.test")],
+                validity: None,
+                server: false,
+            },
+            Some(&self.0),
+        )
     }
-}
-
-struct Device {
-    chain: Vec<CertificateDer<'static>>,
-    key: Vec<u8>,
 }
 
 // ---------------------------------------------------------------- the client
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, n: &str) -> &str {
-        self.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
 
 /// A client of the edge's HTTPS listener that keeps cookies, can present a device certificate
 /// and can connect from another loopback address; `http://127.0.0.1:…` URLs go to the IdP.
@@ -387,7 +313,7 @@ struct Client {
     edge: SocketAddr,
     roots: rustls::RootCertStore,
     source: IpAddr,
-    device: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
+    device: Option<Ident>,
     jar: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -407,8 +333,8 @@ impl Client {
         self
     }
 
-    fn with_device(mut self, d: &Device) -> Client {
-        self.device = Some((d.chain.clone(), d.key.clone()));
+    fn with_device(mut self, d: &Ident) -> Client {
+        self.device = Some(d.clone());
         self
     }
 
@@ -437,24 +363,11 @@ impl Client {
         let req = req.body(full(Bytes::new())).unwrap();
         let res = if u.scheme() == "https" {
             let tcp = self.connect(self.edge).await;
-            let b = rustls::ClientConfig::builder().with_root_certificates(self.roots.clone());
-            let mut cfg = match &self.device {
-                Some((chain, key)) => b
-                    .with_client_auth_cert(
-                        chain.clone(),
-                        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone())),
-                    )
-                    .unwrap(),
-                None => b.with_no_client_auth(),
+            let spec = ClientSpec {
+                ident: self.device.as_ref(),
+                ..ClientSpec::new(&self.roots)
             };
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = ServerName::try_from(host.clone()).unwrap();
-            let tls = within(
-                "tls handshake",
-                tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
-            )
-            .await
-            .map_err(|e| format!("tls: {e}"))?;
+            let tls = tls_handshake(tcp, &host, spec.config()).await?;
             exchange(TokioIo::new(tls), req).await?
         } else {
             let addr: SocketAddr = format!("{host}:{}", u.port().unwrap()).parse().unwrap();
@@ -497,29 +410,6 @@ impl Client {
     }
 }
 
-async fn exchange<I>(io: TokioIo<I>, req: Request<TestBody>) -> Result<Reply, String>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    let res = within("response", send.send_request(req))
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let (parts, body) = res.into_parts();
-    let body = within("body", body.collect())
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
 // ---------------------------------------------------------------- the example, filled in
 
 fn example(name: &str) -> String {
@@ -558,65 +448,35 @@ fn fill_pem(text: &str, pem: &str) -> String {
 }
 
 struct World {
-    dir: tempfile::TempDir,
+    certs: Certs,
     _edge: EdgeHandle,
     _agent: AgentHandle,
     edge_https: SocketAddr,
-    roots: rustls::RootCertStore,
     idp: Idp,
     seen: Seen,
     fleet: FleetCa,
 }
 
 async fn world() -> World {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, chain, key) = generate_dev_ca(&[
-        "fleet.example.test".into(),
-        format!("*.{DOMAIN}"),
-        "127.0.0.1".into(),
-    ])
-    .unwrap();
-    let ca_path = dir.path().join("edge-ca.pem");
-    std::fs::write(&ca_path, &ca).unwrap();
-    std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
-    std::fs::write(dir.path().join("edge-key.pem"), &key).unwrap();
-    let pair = CertPair::load(
-        &dir.path().join("edge.pem"),
-        &dir.path().join("edge-key.pem"),
-    )
-    .unwrap();
-    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&ca_path)).unwrap();
-
-    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let mut cfg = EdgeConfig {
-        tunnel_listen: lo(0),
-        http_listen: None,
-        https_listen: Some(lo(0)),
-        metrics_listen: None,
-        admin_listen: None,
-        base_domain: "fleet.example.test".into(),
-        data_dir: dir.path().join("edge-data"),
-        tcp_listen_host: [127, 0, 0, 1].into(),
-        tcp_port_range: PortRange {
-            start: 44000,
-            end: 44099,
-        },
-        authtokens: vec![NamedToken {
-            name: "cam-42".into(),
-            token: TOKEN.into(),
-        }],
-        ..EdgeConfig::default()
+    let c = certs_named(
+        &["fleet.example.test", &format!("*.{DOMAIN}"), "127.0.0.1"],
+        "edge-ca.pem",
+    );
+    let mut cfg = edge_config(&c);
+    cfg.http_listen = None;
+    cfg.metrics_listen = None;
+    cfg.base_domain = "fleet.example.test".into();
+    cfg.data_dir = c.dir.path().join("edge-data");
+    cfg.tcp_port_range = PortRange {
+        start: 44000,
+        end: 44099,
     };
-    cfg.limits.heartbeat_interval = Duration::from_secs(1);
-    cfg.limits.heartbeat_timeout = Duration::from_secs(3);
-    let start = || {
-        Edge::builder(cfg.clone())
-            .tunnel_cert(pair.clone())
-            .public_certs(vec![pair.clone()])
-            .start()
-    };
-    let edge = within("edge start", start()).await.unwrap();
+    cfg.authtokens = vec![NamedToken {
+        name: "cam-42".into(),
+        token: TOKEN.into(),
+    }];
+    let edge = start_edge(&c, cfg).await;
+    let dir = c.dir.path();
 
     let idp = Idp::start().await;
     let seen: Seen = Arc::default();
@@ -629,14 +489,14 @@ async fn world() -> World {
     let dashboard = fill(&dashboard, "198.51.100.0/24", "127.0.0.1/32");
     let dashboard = fill(&dashboard, "https://login.example.test", &i);
     let dashboard = fill(&dashboard, "replace-with-the-client-secret", CLIENT_SECRET);
-    let devices = fill_pem(&example("devices.yaml"), &fleet.cert.pem());
+    let devices = fill_pem(&example("devices.yaml"), &fleet.0.cert.pem());
     let api = fill(&example("api.yaml"), "https://login.example.test", &i);
     for (name, text) in [
         ("dashboard.yaml", &dashboard),
         ("devices.yaml", &devices),
         ("api.yaml", &api),
     ] {
-        std::fs::write(dir.path().join(name), text).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
     }
     let agent_yml = example("agent.yml");
     let agent_yml = fill(
@@ -644,7 +504,7 @@ async fn world() -> World {
         "authtoken: wkt_replace_with_this_devices_token",
         &format!(
             "authtoken: {TOKEN}\n  connect_cas: [{}]\n  heartbeat_interval: 1s\n  heartbeat_tolerance: 3s",
-            ca_path.display()
+            c.ca_path.display()
         ),
     );
     let agent_yml = fill(
@@ -662,26 +522,8 @@ async fn world() -> World {
         "upstream: { url: 8081 }",
         &format!("upstream: {{ url: 'http://{telemetry}' }}"),
     );
-    let cfg = AgentConfig::from_yaml(&agent_yml, "agent.yml").unwrap();
-    let agent = Agent::start(
-        cfg,
-        dir.path().to_owned(),
-        AgentOptions {
-            backoff_cap: Duration::from_millis(500),
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap();
-    let status = within(
-        "endpoints bound",
-        agent.wait_for(|s| {
-            s.connected
-                && s.endpoints
-                    .values()
-                    .all(|e| !matches!(e, EndpointState::Pending))
-        }),
-    )
-    .await;
+    let agent = start_agent(&c, &agent_yml);
+    let status = settled(&agent).await;
     for name in ["dashboard", "devices", "telemetry", "api"] {
         assert!(
             matches!(
@@ -693,11 +535,10 @@ async fn world() -> World {
         );
     }
     World {
-        dir,
+        certs: c,
         _agent: agent,
         edge_https: edge.addrs().https.unwrap(),
         _edge: edge,
-        roots,
         idp,
         seen,
         fleet,
@@ -706,7 +547,7 @@ async fn world() -> World {
 
 impl World {
     fn client(&self) -> Client {
-        Client::new(self.edge_https, &self.roots)
+        Client::new(self.edge_https, &self.certs.roots)
     }
 
     /// Takes the device services' log.
@@ -720,7 +561,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_reaches_the_device() {
     let w = world().await;
-    let _ = &w.dir;
+    let _ = &w.certs;
     let dash = format!("https://dashboard.{DOMAIN}");
     let devices = format!("https://devices.{DOMAIN}");
     let api = format!("https://api.{DOMAIN}");
@@ -729,7 +570,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     // --- dashboard: IP allow list, then OpenID Connect, then staff only.
     let mut outsider = w.client().at_source([127, 0, 0, 2]);
     let r = outsider.get(&format!("{dash}/reports"), &[]).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
     assert_eq!(r.header(ERROR_HEADER), "ERR_NGROK_3203");
     matrix.push((
         "dashboard: outside the allow list",
@@ -738,7 +579,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
 
     let mut ana = w.client();
     let r = ana.get(&format!("{dash}/reports"), &[]).await;
-    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     assert!(
         r.header("location").starts_with(&w.idp.url()),
         "{}",
@@ -754,8 +595,8 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     );
 
     let (r, hosts) = ana.navigate(&format!("{dash}/reports")).await;
-    assert_eq!(r.status, StatusCode::OK, "{} via {hosts:?}", r.body);
-    assert_eq!(r.body, "device says hello");
+    assert_eq!(r.status, StatusCode::OK, "{} via {hosts:?}", r.text());
+    assert_eq!(r.text(), "device says hello");
     matrix.push((
         "dashboard: staff account signed in",
         "200 from the device".into(),
@@ -768,8 +609,12 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     w.idp.sign_in_as("eve@example.com.evil.test");
     let mut eve = w.client();
     let (r, _) = eve.navigate(&format!("{dash}/")).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert!(r.body.contains("may not use this dashboard"), "{}", r.body);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert!(
+        r.text().contains("may not use this dashboard"),
+        "{}",
+        r.text()
+    );
     matrix.push((
         "dashboard: other account signed in",
         "403 from the policy".into(),
@@ -814,8 +659,8 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
         .with_device(&cam07)
         .get(&format!("{devices}/v1/config"), &[])
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert_eq!(r.body, "device cam-07 is decommissioned");
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(r.text(), "device cam-07 is decommissioned");
     matrix.push((
         "devices: decommissioned device",
         "403 from the policy".into(),
@@ -825,16 +670,16 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     let cam42 = w.fleet.device("cam-42");
     let mut device = w.client().with_device(&cam42);
     let r = device.get(&format!("{devices}/v1/config"), &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body, "device says hello");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "device says hello");
     let r = device
         .get(
             &format!("{devices}/v1/samples"),
             &[("x-stream-kind", "telemetry")],
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.body, "telemetry says hello", "routed by the header");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "telemetry says hello", "routed by the header");
     matrix.push(("devices: fleet device", "200 from the device".into()));
     matrix.push((
         "devices: fleet device, telemetry header",
@@ -855,7 +700,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
     // --- api: a JWT from the IdP's key set, then five requests a minute per subject.
     let mut client = w.client();
     let r = client.get(&format!("{api}/v1/state"), &[]).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     matrix.push(("api: no token", "401".into()));
     for (what, token) in [
         (
@@ -871,7 +716,7 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
         let r = client
             .get(&format!("{api}/v1/state"), &[("authorization", &bearer)])
             .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.text());
         matrix.push((what, "401".into()));
     }
     assert!(w.seen().is_empty());
@@ -881,12 +726,12 @@ async fn each_layer_answers_at_the_edge_and_only_traffic_passing_every_layer_rea
         let r = client
             .get(&format!("{api}/v1/state"), &[("authorization", &a)])
             .await;
-        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
     }
     let r = client
         .get(&format!("{api}/v1/state"), &[("authorization", &a)])
         .await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
     assert!(
         !r.header("retry-after").is_empty(),
         "429 carries retry-after"

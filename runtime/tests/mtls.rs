@@ -8,146 +8,31 @@
 // A harness: any failure here should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wicket_runtime::agent::{
-    Agent, AgentConfig, AgentHandle, AgentOptions, AgentStatus, EndpointState,
-};
-use wicket_runtime::edge::{Edge, EdgeConfig, EdgeHandle, NamedToken, PortRange};
-use wicket_runtime::tls::{CertPair, generate_dev_ca};
+use wicket_runtime::agent::EndpointState;
 
-/// Upper bound for any single await in these tests.
-const T: Duration = Duration::from_secs(60);
-const TOKEN: &str = "mtls-token";
+/// The organization of the device certificates.
+const ORG: &str = "Acme Devices";
 
 static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
 static BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(T, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
 // ---------------------------------------------------------------- certificates
-
-/// A certificate authority (root or intermediate).
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    /// Sent by clients in their chain (roots are not).
-    intermediate: bool,
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p
-}
-
-fn root_ca(cn: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let cert = ca_params(cn).self_signed(&key).unwrap();
-    Ca {
-        cert,
-        key,
-        intermediate: false,
-    }
-}
-
-fn intermediate_ca(cn: &str, parent: &Ca) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let cert = ca_params(cn)
-        .signed_by(&key, &parent.cert, &parent.key)
-        .unwrap();
-    Ca {
-        cert,
-        key,
-        intermediate: true,
-    }
-}
-
-/// A client (or server) identity: chain leaf first, and its key.
-#[derive(Clone)]
-struct Ident {
-    chain: Vec<CertificateDer<'static>>,
-    key_der: Vec<u8>,
-    chain_pem: String,
-    key_pem: String,
-}
-
-impl Ident {
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
-    }
-}
-
-struct LeafSpec<'a> {
-    cn: &'a str,
-    ou: Option<&'a str>,
-    sans: Vec<String>,
-    validity: Option<(i32, i32)>,
-    server: bool,
-}
-
-fn leaf(spec: LeafSpec<'_>, issuer: Option<&Ca>) -> Ident {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(spec.sans).unwrap();
-    p.distinguished_name.push(DnType::CommonName, spec.cn);
-    p.distinguished_name
-        .push(DnType::OrganizationName, "Acme Devices");
-    if let Some(ou) = spec.ou {
-        p.distinguished_name
-            .push(DnType::OrganizationalUnitName, ou);
-    }
-    if let Some((from, to)) = spec.validity {
-        p.not_before = date_time_ymd(from, 1, 1);
-        p.not_after = date_time_ymd(to, 1, 1);
-    }
-    p.extended_key_usages = vec![if spec.server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    let cert = match issuer {
-        Some(ca) => p.signed_by(&key, &ca.cert, &ca.key).unwrap(),
-        None => p.self_signed(&key).unwrap(),
-    };
-    let mut chain = vec![cert.der().clone()];
-    let mut chain_pem = cert.pem();
-    if let Some(ca) = issuer.filter(|ca| ca.intermediate) {
-        chain.push(ca.cert.der().clone());
-        chain_pem.push_str(&ca.cert.pem());
-    }
-    Ident {
-        chain,
-        key_der: key.serialize_der(),
-        chain_pem,
-        key_pem: key.serialize_pem(),
-    }
-}
 
 fn x509_names(der: &CertificateDer<'_>) -> (String, String) {
     let f = wicket_runtime::tls::CertFields::parse(der).unwrap();
@@ -158,6 +43,7 @@ fn client(cn: &str, issuer: Option<&Ca>) -> Ident {
     leaf(
         LeafSpec {
             cn,
+            org: Some(ORG),
             ou: None,
             sans: vec![format!("{cn}.devices.example.test")],
             validity: None,
@@ -169,140 +55,22 @@ fn client(cn: &str, issuer: Option<&Ca>) -> Ident {
 
 // ---------------------------------------------------------------- harness
 
-struct EdgeCerts {
-    dir: tempfile::TempDir,
-    ca_path: PathBuf,
-    pair: CertPair,
-    roots: rustls::RootCertStore,
-}
-
-fn edge_certs() -> EdgeCerts {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, chain, key) = generate_dev_ca(&[
-        "example.test".into(),
-        "*.example.test".into(),
-        "127.0.0.1".into(),
-    ])
-    .unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, &ca).unwrap();
-    std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
-    std::fs::write(dir.path().join("edge-key.pem"), &key).unwrap();
-    let pair = CertPair::load(
-        &dir.path().join("edge.pem"),
-        &dir.path().join("edge-key.pem"),
-    )
-    .unwrap();
-    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&ca_path)).unwrap();
-    EdgeCerts {
-        dir,
-        ca_path,
-        pair,
-        roots,
-    }
-}
-
-fn edge_config(c: &EdgeCerts) -> EdgeConfig {
-    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let mut cfg = EdgeConfig {
-        tunnel_listen: lo(0),
-        http_listen: Some(lo(0)),
-        https_listen: Some(lo(0)),
-        metrics_listen: None,
-        base_domain: "example.test".into(),
-        data_dir: c.dir.path().join("data"),
-        tcp_listen_host: [127, 0, 0, 1].into(),
-        tcp_port_range: PortRange {
-            start: 43000,
-            end: 43999,
-        },
-        authtokens: vec![NamedToken {
-            name: "tester".into(),
-            token: TOKEN.into(),
-        }],
-        ..EdgeConfig::default()
-    };
-    cfg.limits.heartbeat_interval = Duration::from_secs(1);
-    cfg.limits.heartbeat_timeout = Duration::from_secs(3);
-    cfg.limits.drain_timeout = Duration::from_secs(3);
-    cfg.limits.max_connections_per_ip = 4096;
-    cfg
-}
-
-async fn start_edge(c: &EdgeCerts) -> EdgeHandle {
-    within(
-        "edge start",
-        Edge::builder(edge_config(c))
-            .tunnel_cert(c.pair.clone())
-            .public_certs(vec![c.pair.clone()])
-            .start(),
-    )
-    .await
-    .unwrap()
-}
-
-fn start_agent(c: &EdgeCerts, edge: SocketAddr, endpoints: &str) -> AgentHandle {
-    let yaml = format!(
-        "version: 3\nagent:\n  authtoken: {TOKEN}\n  connect_url: {edge}\n  connect_cas: [{ca}]\n  heartbeat_interval: 1s\n  heartbeat_tolerance: 3s\nendpoints:\n{endpoints}",
-        ca = c.ca_path.display()
-    );
-    let cfg = AgentConfig::from_yaml(&yaml, "mtls test").unwrap();
-    Agent::start(
-        cfg,
-        c.dir.path().to_owned(),
-        AgentOptions {
-            backoff_cap: Duration::from_millis(500),
-            policy_poll: Duration::from_millis(100),
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap()
-}
-
-async fn settled(agent: &AgentHandle) -> AgentStatus {
-    let wait = agent.wait_for(|s| {
-        s.connected
-            && s.endpoints
-                .values()
-                .all(|e| !matches!(e, EndpointState::Pending))
-    });
-    match tokio::time::timeout(T, wait).await {
-        Ok(s) => s,
-        Err(_) => panic!("endpoints did not settle: {:?}", *agent.status().borrow()),
-    }
-}
-
 /// An HTTP upstream that reports every `x-*` request header back as `seen-x-*`.
 async fn header_upstream() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: Request<Incoming>| async move {
-                    let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
-                    for (k, v) in req.headers() {
-                        if k.as_str().starts_with("x-") && !k.as_str().starts_with("x-forwarded") {
-                            let name = format!("seen-{}", k.as_str());
-                            res.headers_mut().append(
-                                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                                v.clone(),
-                            );
-                        }
-                    }
-                    Ok::<_, Infallible>(res)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+    serve(|req: Request<Incoming>| async move {
+        let mut res = Response::new(full("ok"));
+        for (k, v) in req.headers() {
+            if k.as_str().starts_with("x-") && !k.as_str().starts_with("x-forwarded") {
+                let name = format!("seen-{}", k.as_str());
+                res.headers_mut().append(
+                    http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    v.clone(),
+                );
+            }
         }
-    });
-    addr
+        res
+    })
+    .await
 }
 
 /// A TCP echo server that also reports, as the first line, whether the first bytes it got
@@ -334,27 +102,6 @@ async fn echo_upstream() -> SocketAddr {
     addr
 }
 
-/// How a client connects.
-struct ClientSpec<'a> {
-    roots: &'a rustls::RootCertStore,
-    ident: Option<&'a Ident>,
-    versions: &'a [&'static rustls::SupportedProtocolVersion],
-    alpn_h1: bool,
-}
-
-fn client_config(s: &ClientSpec<'_>) -> Arc<rustls::ClientConfig> {
-    let b = rustls::ClientConfig::builder_with_protocol_versions(s.versions)
-        .with_root_certificates(s.roots.clone());
-    let mut cfg = match s.ident {
-        Some(id) => b.with_client_auth_cert(id.chain.clone(), id.key()).unwrap(),
-        None => b.with_no_client_auth(),
-    };
-    if s.alpn_h1 {
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    }
-    Arc::new(cfg)
-}
-
 /// What a successful exchange saw.
 struct Seen {
     status: StatusCode,
@@ -370,21 +117,6 @@ impl Seen {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("<absent>")
     }
-}
-
-async fn tls_connect(
-    addr: SocketAddr,
-    sni: &str,
-    spec: &ClientSpec<'_>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
-    let name = ServerName::try_from(sni.to_owned()).unwrap();
-    within(
-        "tls connect",
-        tokio_rustls::TlsConnector::from(client_config(spec)).connect(name, tcp),
-    )
-    .await
-    .map_err(|e| format!("handshake: {e}"))
 }
 
 /// GET `/` over HTTP/1.1 with `host`, on a TLS connection to the edge with `sni`.
@@ -529,7 +261,7 @@ async fn mtls_matrix() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let c = edge_certs();
+    let c = certs();
     let dir = c.dir.path().to_owned();
 
     // Client-side PKI.
@@ -540,6 +272,7 @@ async fn mtls_matrix() {
     let device2 = client("device-2", Some(&device_ca));
     let admin = leaf(
         LeafSpec {
+            org: Some(ORG),
             cn: "ops-console",
             ou: Some("admins"),
             sans: vec!["ops.devices.example.test".into()],
@@ -553,6 +286,7 @@ async fn mtls_matrix() {
     let self_signed = client("self-signed-device", None);
     let expired = leaf(
         LeafSpec {
+            org: Some(ORG),
             cn: "device-old",
             ou: None,
             sans: vec![],
@@ -563,6 +297,7 @@ async fn mtls_matrix() {
     );
     let future = leaf(
         LeafSpec {
+            org: Some(ORG),
             cn: "device-future",
             ou: None,
             sans: vec![],
@@ -575,6 +310,7 @@ async fn mtls_matrix() {
     let custom_ca = root_ca("Custom Server CA");
     let custom_server = leaf(
         LeafSpec {
+            org: Some(ORG),
             cn: "custom.example.test",
             ou: None,
             sans: vec!["custom.example.test".into()],
@@ -586,6 +322,7 @@ async fn mtls_matrix() {
     let agent_ca = root_ca("Agent CA");
     let agent_server = leaf(
         LeafSpec {
+            org: Some(ORG),
             cn: "device-agent",
             ou: None,
             sans: vec!["tls-agent.example.test".into()],
@@ -670,8 +407,6 @@ async fn mtls_matrix() {
         }))]}),
     );
 
-    let edge = start_edge(&c).await;
-    let https = edge.addrs().https.unwrap();
     let web = header_upstream().await;
     let echo = echo_upstream().await;
     let ep = |name: &str, url: &str, up: SocketAddr, policy: &Path| {
@@ -708,8 +443,13 @@ async fn mtls_matrix() {
         "  - name: tls-agent\n    url: tls://tls-agent.example.test\n    upstream: {{ url: '{echo}' }}\n    agent_tls_termination:\n      server_certificate: agent.pem\n      server_private_key: agent-key.pem\n      mutual_tls_certificate_authorities: [device-ca.pem]\n"
     ));
     endpoints.push_str(&ep("bad", "https://bad.example.test", web, &p_bad));
-    let agent = start_agent(&c, edge.addrs().tunnel, &endpoints);
-    let status = settled(&agent).await;
+    let stack = Stack::builder()
+        .certs(c)
+        .endpoints_yaml(&endpoints)
+        .allow_refused()
+        .start()
+        .await;
+    let (https, status) = (stack.https(), &stack.status);
 
     let (tls13, tls12, both) = (TLS13, TLS12, BOTH);
     // The identities live for the whole test; leak them to get simple `'static` borrows.
@@ -728,7 +468,7 @@ async fn mtls_matrix() {
         let host = format!("{name}.example.test");
         async move { https_get(https, &host, &host, &spec).await }
     };
-    let edge_roots: &'static rustls::RootCertStore = Box::leak(Box::new(c.roots.clone()));
+    let edge_roots: &'static rustls::RootCertStore = Box::leak(Box::new(stack.certs.roots.clone()));
     let client_spec =
         |ident: Option<&'static Ident>,
          versions: &'static [&'static rustls::SupportedProtocolVersion]| ClientSpec {
@@ -894,9 +634,7 @@ async fn mtls_matrix() {
         expect_refused(get("v12", client_spec(None, tls13)).await),
     ));
     // Custom server certificate from the policy.
-    let mut custom_roots = rustls::RootCertStore::empty();
-    custom_roots.add(custom_ca.cert.der().clone()).unwrap();
-    let custom_roots: &'static rustls::RootCertStore = Box::leak(Box::new(custom_roots));
+    let custom_roots: &'static rustls::RootCertStore = Box::leak(Box::new(roots_of(&custom_ca)));
     matrix.push((
         "server_certificate in the policy: client trusting its CA sees it",
         get(
@@ -985,9 +723,7 @@ async fn mtls_matrix() {
             .await,
         ),
     ));
-    let mut agent_roots = rustls::RootCertStore::empty();
-    agent_roots.add(agent_ca.cert.der().clone()).unwrap();
-    let agent_roots: &'static rustls::RootCertStore = Box::leak(Box::new(agent_roots));
+    let agent_roots: &'static rustls::RootCertStore = Box::leak(Box::new(roots_of(&agent_ca)));
     matrix.push((
         "agent_tls_termination: client sees the agent's certificate, the upstream plaintext",
         match tls_echo(
@@ -1034,7 +770,7 @@ async fn mtls_matrix() {
         {
             let mut tcp = TcpStream::connect(https).await.unwrap();
             // A ClientHello for tls-pass.example.test, written by a real client config.
-            let cfg = client_config(&raw_spec(None, edge_roots));
+            let cfg = raw_spec(None, edge_roots).config();
             let mut conn = rustls::ClientConnection::new(
                 cfg,
                 ServerName::try_from("tls-pass.example.test").unwrap(),
@@ -1078,6 +814,5 @@ async fn mtls_matrix() {
     eprintln!("{} passed, {failed} failed\n", matrix.len() - failed);
     assert_eq!(failed, 0, "mTLS matrix failures (see the table above)");
     assert!(matrix.len() >= 10);
-    agent.shutdown().await;
-    edge.shutdown().await;
+    stack.shutdown().await;
 }

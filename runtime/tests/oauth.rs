@@ -4,10 +4,10 @@
 // A harness: any failure here should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,40 +15,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value as Json, json};
-use tokio::net::{TcpListener, TcpStream};
-use wicket_runtime::agent::{
-    Agent, AgentConfig, AgentHandle, AgentOptions, AgentStatus, EndpointState,
-};
-use wicket_runtime::edge::{Edge, EdgeConfig, EdgeHandle, NamedToken, PortRange};
-use wicket_runtime::tls::{CertPair, generate_dev_ca};
+use support::*;
+use tokio::net::TcpStream;
+use wicket_runtime::agent::EndpointState;
 
-/// Upper bound for any single await in these tests.
-const T: Duration = Duration::from_secs(60);
-const TOKEN: &str = "test-token-1";
 /// The header naming the error code of an edge-generated error.
 const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
 const CLIENT_ID: &str = "wicket-test-client";
 const CLIENT_SECRET: &str = "s3cret-value";
-
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(T, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
-type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
-fn full(b: impl Into<Bytes>) -> TestBody {
-    Full::new(b.into()).map_err(|e| match e {}).boxed()
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -58,136 +38,6 @@ fn now() -> u64 {
 }
 
 // ---------------------------------------------------------------- edge, agent, upstream
-
-struct Certs {
-    dir: tempfile::TempDir,
-    ca_path: PathBuf,
-    pair: CertPair,
-    roots: rustls::RootCertStore,
-}
-
-fn certs() -> Certs {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, chain, key) = generate_dev_ca(&[
-        "example.test".into(),
-        "*.example.test".into(),
-        "127.0.0.1".into(),
-    ])
-    .unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, &ca).unwrap();
-    std::fs::write(dir.path().join("edge.pem"), &chain).unwrap();
-    std::fs::write(dir.path().join("edge-key.pem"), &key).unwrap();
-    let pair = CertPair::load(
-        &dir.path().join("edge.pem"),
-        &dir.path().join("edge-key.pem"),
-    )
-    .unwrap();
-    let roots = wicket_runtime::tls::root_store(std::slice::from_ref(&ca_path)).unwrap();
-    Certs {
-        dir,
-        ca_path,
-        pair,
-        roots,
-    }
-}
-
-fn edge_config(c: &Certs) -> EdgeConfig {
-    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let mut cfg = EdgeConfig {
-        tunnel_listen: lo(0),
-        http_listen: Some(lo(0)),
-        https_listen: Some(lo(0)),
-        metrics_listen: None,
-        base_domain: "example.test".into(),
-        data_dir: c.dir.path().join("data"),
-        tcp_listen_host: [127, 0, 0, 1].into(),
-        tcp_port_range: PortRange {
-            start: 43000,
-            end: 43999,
-        },
-        authtokens: vec![NamedToken {
-            name: "tester".into(),
-            token: TOKEN.into(),
-        }],
-        ..EdgeConfig::default()
-    };
-    cfg.limits.heartbeat_interval = Duration::from_secs(1);
-    cfg.limits.heartbeat_timeout = Duration::from_secs(3);
-    cfg
-}
-
-async fn start_edge(c: &Certs) -> EdgeHandle {
-    within(
-        "edge start",
-        Edge::builder(edge_config(c))
-            .tunnel_cert(c.pair.clone())
-            .public_certs(vec![c.pair.clone()])
-            .start(),
-    )
-    .await
-    .unwrap()
-}
-
-fn start_agent(c: &Certs, edge: SocketAddr, endpoints: &str) -> AgentHandle {
-    let yaml = format!(
-        "version: 3\nagent:\n  authtoken: {TOKEN}\n  connect_url: {edge}\n  connect_cas: [{ca}]\n  heartbeat_interval: 1s\n  heartbeat_tolerance: 3s\nendpoints:\n{endpoints}",
-        ca = c.ca_path.display()
-    );
-    let cfg = AgentConfig::from_yaml(&yaml, "test").unwrap();
-    Agent::start(
-        cfg,
-        c.dir.path().to_owned(),
-        AgentOptions {
-            backoff_cap: Duration::from_millis(500),
-            policy_poll: Duration::from_millis(100),
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap()
-}
-
-async fn settled(agent: &AgentHandle) -> AgentStatus {
-    let wait = agent.wait_for(|s| {
-        s.connected
-            && s.endpoints
-                .values()
-                .all(|e| !matches!(e, EndpointState::Pending))
-    });
-    match tokio::time::timeout(T, wait).await {
-        Ok(s) => s,
-        Err(_) => panic!("endpoints did not settle: {:?}", agent.status()),
-    }
-}
-
-/// Serves `handler` over HTTP/1.1 on a loopback port.
-async fn serve<F, Fut>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
-{
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// The device: answers with the path it was asked for and the identity headers the policy added.
 async fn upstream() -> SocketAddr {
@@ -551,33 +401,6 @@ fn sign_jwt(key: &EcdsaKeyPair, kid: &str, claims: &Json) -> String {
 
 // ---------------------------------------------------------------- the browser
 
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, n: &str) -> &str {
-        self.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
 /// A cookie-keeping client: `https://*.example.test` goes to the edge, `http://127.0.0.1:…` to
 /// the identity provider.
 #[derive(Clone)]
@@ -589,10 +412,10 @@ struct Browser {
 }
 
 impl Browser {
-    fn new(edge: &EdgeHandle, c: &Certs) -> Browser {
+    fn new(edge_https: SocketAddr, roots: &rustls::RootCertStore) -> Browser {
         Browser {
-            edge_https: edge.addrs().https.unwrap(),
-            roots: c.roots.clone(),
+            edge_https,
+            roots: roots.clone(),
             jar: BTreeMap::new(),
         }
     }
@@ -644,22 +467,17 @@ impl Browser {
             let tcp = within("connect", TcpStream::connect(self.edge_https))
                 .await
                 .unwrap();
-            let cfg = rustls::ClientConfig::builder()
-                .with_root_certificates(self.roots.clone())
-                .with_no_client_auth();
-            let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
-            let tls = within(
-                "tls",
-                tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
-            )
-            .await
-            .unwrap();
-            send(TokioIo::new(tls), req).await
+            let spec = ClientSpec {
+                alpn_h1: false,
+                ..ClientSpec::new(&self.roots)
+            };
+            let tls = tls_handshake(tcp, &host, spec.config()).await.unwrap();
+            exchange(TokioIo::new(tls), req).await.unwrap()
         } else {
             assert_eq!(host, "127.0.0.1", "{url}");
             let addr: SocketAddr = format!("{host}:{}", u.port().unwrap()).parse().unwrap();
             let tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
-            send(TokioIo::new(tcp), req).await
+            exchange(TokioIo::new(tcp), req).await.unwrap()
         };
         for c in res.set_cookies() {
             let first = c.split(';').next().unwrap();
@@ -691,33 +509,12 @@ impl Browser {
     }
 }
 
-async fn send<I>(io: TokioIo<I>, req: Request<TestBody>) -> Reply
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut s, conn) = within("handshake", hyper::client::conn::http1::handshake(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let res = within("response", s.send_request(req)).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let body = within("body", body.collect()).await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
 // ---------------------------------------------------------------- the world
 
 struct World {
-    _certs: Certs,
-    _edge: EdgeHandle,
-    _agent: AgentHandle,
+    stack: Stack,
     idp: Idp,
     browser: Browser,
-    status: AgentStatus,
 }
 
 const IDENTITY_HEADERS: &str = "  - actions:\n      - type: add-headers\n        config:\n          headers:\n            x-user-email: ${actions.ngrok.NS.identity.email}\n            x-user-name: ${actions.ngrok.NS.identity.name}\n            x-user-id: ${actions.ngrok.NS.identity.id}\n";
@@ -730,9 +527,7 @@ const DOMAIN_RULE: &str = "  - expressions:\n      - \"!actions.ngrok.NS.identit
 /// `oidc` (`openid-connect`), `nodisc` (an issuer without a discovery document); plus `broken`,
 /// whose `oauth` lacks a client secret.
 async fn world() -> World {
-    let c = certs();
     let idp = Idp::start().await;
-    let edge = start_edge(&c).await;
     let up = upstream().await;
     let i = idp.url();
     let oauth = |extra: &str| {
@@ -754,43 +549,30 @@ async fn world() -> World {
     let nodisc = format!(
         "on_http_request:\n  - actions:\n      - type: openid-connect\n        config:\n          issuer_url: http://{up}\n          client_id: {CLIENT_ID}\n          client_secret: {CLIENT_SECRET}\n"
     );
-    std::fs::write(c.dir.path().join("cors.yml"), cors).unwrap();
-    std::fs::write(c.dir.path().join("nodisc.yml"), nodisc).unwrap();
     let broken = "on_http_request:\n  - actions:\n      - type: oauth\n        config:\n          provider: google\n          client_id: only-an-id\n";
-    let dir = c.dir.path();
-    std::fs::write(dir.join("gh.yml"), oauth("")).unwrap();
-    std::fs::write(
-        dir.join("short.yml"),
-        oauth("          max_session_duration: 3s\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("idle.yml"),
-        oauth("          idle_session_timeout: 4s\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("refresh.yml"),
-        oauth("          userinfo_refresh_interval: 1s\n"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("oidc.yml"), oidc).unwrap();
-    std::fs::write(dir.join("broken.yml"), broken).unwrap();
-    let endpoint = |name: &str| {
-        format!(
-            "  - name: {name}\n    url: https://{name}.example.test\n    upstream: {{ url: 'http://{up}' }}\n    traffic_policy_file: {name}.yml\n"
-        )
-    };
-    let agent = start_agent(
-        &c,
-        edge.addrs().tunnel,
-        &[
-            "gh", "short", "idle", "refresh", "cors", "oidc", "nodisc", "broken",
-        ]
-        .map(endpoint)
-        .concat(),
-    );
-    let status = settled(&agent).await;
+    let mut b = Stack::builder();
+    for (name, policy) in [
+        ("gh", oauth("")),
+        ("short", oauth("          max_session_duration: 3s\n")),
+        ("idle", oauth("          idle_session_timeout: 4s\n")),
+        (
+            "refresh",
+            oauth("          userinfo_refresh_interval: 1s\n"),
+        ),
+        ("cors", cors),
+        ("oidc", oidc),
+        ("nodisc", nodisc),
+        ("broken", broken.to_owned()),
+    ] {
+        b = b.policy_endpoint(
+            name,
+            &format!("https://{name}.example.test"),
+            format!("http://{up}"),
+            policy,
+        );
+    }
+    let stack = b.allow_refused().start().await;
+    let status = &stack.status;
     for name in ["gh", "short", "idle", "refresh", "cors", "oidc", "nodisc"] {
         assert!(
             matches!(
@@ -801,14 +583,11 @@ async fn world() -> World {
             status.endpoints.get(name)
         );
     }
-    let browser = Browser::new(&edge, &c);
+    let browser = Browser::new(stack.https(), &stack.certs.roots);
     World {
-        _certs: c,
-        _edge: edge,
-        _agent: agent,
+        stack,
         idp,
         browser,
-        status,
     }
 }
 
@@ -1101,7 +880,7 @@ async fn openid_connect_verifies_the_id_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_error_refuses_the_endpoint_at_bind_time() {
     let w = world().await;
-    match w.status.endpoints.get("broken") {
+    match w.stack.status.endpoints.get("broken") {
         Some(EndpointState::Refused(refusal)) => {
             let all = format!("{refusal:?}");
             assert!(all.contains("client_secret"), "{all}");

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "tunnel/common.rs"]
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::*;
+use support::*;
 
 // ---------------------------------------------------------------- timeouts
 

@@ -11,8 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "tunnel/common.rs"]
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::StatusCode;
 use http_body_util::BodyExt;
 
-use common::*;
+use support::*;
 
 const SIZE: u64 = 100 * 1024 * 1024;
 const BOUND: u64 = 64 * 1024 * 1024;

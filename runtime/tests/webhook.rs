@@ -6,7 +6,6 @@
 // Test code: failures should be loud.
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,61 +17,31 @@ use hmac::{Hmac, Mac as _};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
-use tokio::net::{TcpListener, TcpStream};
-use wicket_runtime::agent::{Agent, AgentConfig, AgentOptions, EndpointState};
 
-mod action_harness;
-use action_harness::*;
+mod support;
+use support::*;
 
 /// The upstream: counts requests, echoes the body and the `x-verified` header.
 async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let h = h.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let h = h.clone();
-                    async move {
-                        h.fetch_add(1, Ordering::SeqCst);
-                        let verified = req.headers().get("x-verified").cloned();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let mut res = Response::new(full(body));
-                        if let Some(v) = verified {
-                            res.headers_mut().insert("x-verified", v);
-                        }
-                        Ok::<_, Infallible>(res)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+    let addr = serve(move |req: Request<Incoming>| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let verified = req.headers().get("x-verified").cloned();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let mut res = Response::new(full(body));
+            if let Some(v) = verified {
+                res.headers_mut().insert("x-verified", v);
+            }
+            res
         }
-    });
+    })
+    .await;
     (addr, hits)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, n: &str) -> &str {
-        self.headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
 }
 
 /// One HTTP/1.1 POST to the edge's HTTP listener.
@@ -83,31 +52,15 @@ async fn post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let tcp = within("connect", TcpStream::connect(edge)).await.unwrap();
-    let (mut send, conn) = within(
-        "handshake",
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)),
+    http1(
+        edge,
+        "POST",
+        host,
+        path,
+        headers,
+        Bytes::copy_from_slice(body),
     )
     .await
-    .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::post(path).header("host", host);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let res = within(
-        "response",
-        send.send_request(b.body(full(Bytes::copy_from_slice(body))).unwrap()),
-    )
-    .await
-    .unwrap();
-    let (parts, body) = res.into_parts();
-    let body = within("body", body.collect()).await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
 }
 
 // ------------------------------------------------------------------ signing, per the providers' docs
@@ -162,7 +115,6 @@ const GENERIC: &str = "generic-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_verified_at_the_edge() {
-    let c = certs();
     let rng = SystemRandom::new();
     let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
@@ -172,11 +124,8 @@ async fn webhooks_are_verified_at_the_edge() {
     spki.extend_from_slice(sendgrid.public_key().as_ref());
     let sendgrid_key = b64(&spki);
 
-    let edge = start_edge(&c).await;
     let (up, hits) = upstream().await;
-    let _agent = start_agent(
-        &c,
-        edge.addrs().tunnel,
+    let stack = policy_stack(
         up,
         &[
             ("github", policy("github", GITHUB, true)),
@@ -191,7 +140,7 @@ async fn webhooks_are_verified_at_the_edge() {
         ],
     )
     .await;
-    let http = edge.addrs().http.unwrap();
+    let http = stack.http();
     let body: &[u8] = br#"{"action":"opened","number":1}"#;
     let tampered: &[u8] = br#"{"action":"closed","number":1}"#;
     let ts = now().to_string();
@@ -472,31 +421,18 @@ async fn webhooks_are_verified_at_the_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_provider_refuses_the_bind() {
-    let c = certs();
-    let edge = start_edge(&c).await;
     let (up, _) = upstream().await;
-    std::fs::write(c.dir.path().join("zoom.yml"), policy("zoom", "s", true)).unwrap();
-    let yaml = format!(
-        "version: 3\nagent:\n  authtoken: {TOKEN}\n  connect_url: {edge}\n  connect_cas: [{ca}]\nendpoints:\n  - name: zoom\n    url: http://zoom.example.test\n    upstream: {{ url: 'http://{up}' }}\n    traffic_policy_file: zoom.yml\n",
-        edge = edge.addrs().tunnel,
-        ca = c.ca_path.display()
-    );
-    let agent = Agent::start(
-        AgentConfig::from_yaml(&yaml, "test").unwrap(),
-        c.dir.path().to_owned(),
-        AgentOptions::default(),
-    )
-    .unwrap();
-    let st = within(
-        "refusal",
-        agent.wait_for(|s| {
-            s.endpoints
-                .values()
-                .all(|e| !matches!(e, EndpointState::Pending))
-        }),
-    )
-    .await;
-    let state = format!("{:?}", st.endpoints.get("zoom"));
+    let stack = Stack::builder()
+        .policy_endpoint(
+            "zoom",
+            "http://zoom.example.test",
+            format!("http://{up}"),
+            policy("zoom", "s", true),
+        )
+        .allow_refused()
+        .start()
+        .await;
+    let state = format!("{:?}", stack.status.endpoints.get("zoom"));
     assert!(
         state.contains("`zoom`") && state.contains("github"),
         "{state}"

@@ -2,7 +2,7 @@
 
 use wicket_runtime::agent::EndpointState;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_authtoken_is_refused_before_the_session_starts() {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_flow_over_http1_and_http2_with_forwarding_headers() {

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::*;
+use crate::support::*;
 
 #[allow(clippy::unwrap_used)]
 async fn ws_echo_server() -> std::net::SocketAddr {
