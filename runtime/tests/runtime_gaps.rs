@@ -28,10 +28,13 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     let c = certs();
     let mut cfg = edge_config(&c);
     cfg.limits.header_timeout = Duration::from_millis(500);
-    let edge = start_edge(&c, cfg).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://slow.example.test", up);
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(
+        &c,
+        cfg,
+        &endpoint_yaml("web", "http://slow.example.test", up, None),
+    )
+    .await;
     let http = edge.addrs().http.unwrap();
 
     // Slowloris: a partial head, then silence. The edge hangs up without a response.
@@ -61,21 +64,12 @@ async fn idle_public_connections_and_tunnel_pipes_are_closed() {
     let mut cfg = edge_config(&c);
     cfg.limits.idle_timeout = Duration::from_millis(500);
     cfg.limits.header_timeout = Duration::from_secs(600);
-    let edge = start_edge(&c, cfg).await;
     let up = upstream("app").await;
     let echo = tcp_echo().await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://idle.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: web\n    url: http://idle.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"
     );
-    let st = settled(&agent).await;
+    let (edge, agent, st) = edge_and_agent(&c, cfg, &endpoints).await;
     let http = edge.addrs().http.unwrap();
 
     // A connection that never sends anything (not even enough to tell HTTP/1 from HTTP/2).
@@ -182,10 +176,13 @@ mod ws_h2 {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
         let c = certs();
-        let edge = start_edge(&c, edge_config(&c)).await;
         let ws = ws_echo_server().await;
-        let agent = start_web_agent(&c, edge.addrs().tunnel, "https://ws.example.test", ws);
-        settled(&agent).await;
+        let (edge, agent, _) = edge_and_agent(
+            &c,
+            edge_config(&c),
+            &endpoint_yaml("web", "https://ws.example.test", ws, None),
+        )
+        .await;
         let https = edge.addrs().https.unwrap();
 
         // The edge advertises SETTINGS_ENABLE_CONNECT_PROTOCOL on public HTTP/2.
@@ -572,21 +569,12 @@ on_http_response:
 "#,
         )
         .unwrap();
-        let edge = start_edge(&c, edge_config(&c)).await;
         let up = upstream("app").await;
-        let agent = start_agent(
-            &c,
-            &agent_yaml(
-                &c,
-                edge.addrs().tunnel,
-                TOKEN,
-                &format!(
-                    "  - name: zip\n    url: http://zip.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
-                    policy.display()
-                ),
-            ),
+        let endpoints = format!(
+            "  - name: zip\n    url: http://zip.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
+            policy.display()
         );
-        settled(&agent).await;
+        let (edge, agent, _) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
         let http = edge.addrs().http.unwrap();
         const N: usize = 300_000;
         let big = format!("/big/{N}");
@@ -667,21 +655,12 @@ on_http_request:
 "#,
     )
     .unwrap();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: d\n    url: http://deny.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
-                policy.display()
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: d\n    url: http://deny.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: {}\n",
+        policy.display()
     );
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     let http = edge.addrs().http.unwrap();
     let h = "deny.example.test";
 

@@ -42,10 +42,13 @@ fn proc_status(field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_echo_keeps_in_flight_bytes_and_memory_growth_bounded() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "https://mem.example.test", up);
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(
+        &c,
+        edge_config(&c),
+        &endpoint_yaml("web", "https://mem.example.test", up, None),
+    )
+    .await;
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "mem.example.test")), true).await;
     // Warm up the path (TLS, HTTP/2, pools) before the baseline.

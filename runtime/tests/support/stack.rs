@@ -129,6 +129,20 @@ pub async fn settled(agent: &AgentHandle) -> AgentStatus {
     }
 }
 
+/// Starts an edge with `cfg`, then an agent with [`TOKEN`] serving the `endpoints` items
+/// (YAML, indented by two spaces), and waits for them to settle: the pieces, for tests that
+/// stop, restart or inspect them one by one (see [`Stack`] for one value).
+pub async fn edge_and_agent(
+    c: &Certs,
+    cfg: EdgeConfig,
+    endpoints: &str,
+) -> (EdgeHandle, AgentHandle, AgentStatus) {
+    let edge = start_edge(c, cfg).await;
+    let agent = start_agent(c, &agent_yaml(c, edge.addrs().tunnel, TOKEN, endpoints));
+    let status = settled(&agent).await;
+    (edge, agent, status)
+}
+
 /// The URL endpoint `name` is bound at; panics when it is not bound.
 pub fn bound_url(s: &AgentStatus, name: &str) -> String {
     match s.endpoints.get(name) {

@@ -37,25 +37,16 @@ async fn a_wrong_authtoken_is_refused_before_the_session_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_are_enforced_at_the_edge_and_invalid_ones_refused() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
     std::fs::write(
         c.dir.path().join("policy.yml"),
         "on_http_request:\n  - expressions: [\"req.url.path.startsWith('/admin')\"]\n    actions: [{ type: deny }]\n  - actions:\n      - type: add-headers\n        config: { headers: { x-forwarded-by: wicket } }\non_http_response:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-policy: applied } }\n",
     )
     .unwrap();
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: guarded\n    url: https://guarded.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: policy.yml\n  - name: broken\n    url: https://broken.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy:\n      on_http_request:\n        - expressions: ['req.nope == 1']\n          actions: [{{ type: deny }}]\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: guarded\n    url: https://guarded.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: policy.yml\n  - name: broken\n    url: https://broken.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy:\n      on_http_request:\n        - expressions: ['req.nope == 1']\n          actions: [{{ type: deny }}]\n"
     );
-    let st = settled(&agent).await;
+    let (edge, agent, st) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     assert_eq!(bound_url(&st, "guarded"), "https://guarded.example.test");
     match st.endpoints.get("broken") {
         Some(EndpointState::Refused(r)) => {
@@ -94,10 +85,13 @@ async fn policies_are_enforced_at_the_edge_and_invalid_ones_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_in_prometheus_format() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://m.example.test", up);
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(
+        &c,
+        edge_config(&c),
+        &endpoint_yaml("web", "http://m.example.test", up, None),
+    )
+    .await;
     let http = edge.addrs().http.unwrap();
     for _ in 0..3 {
         assert_eq!(
@@ -263,23 +257,14 @@ async fn the_credential_system_authorizes_binds_and_revocation_closes_the_sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_file_change_is_applied_without_dropping_the_session() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
     let path = c.dir.path().join("live.yml");
     let allow = "on_http_request:\n  - actions:\n      - type: add-headers\n        config: { headers: { x-forwarded-by: v1 } }\n";
     std::fs::write(&path, allow).unwrap();
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://live.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: live.yml\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: web\n    url: http://live.example.test\n    upstream: {{ url: '{up}' }}\n    traffic_policy_file: live.yml\n"
     );
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     let http = edge.addrs().http.unwrap();
     let r = get(http, None, false, "live.example.test", "/hello").await;
     assert_eq!(r.header("x-seen-forwarded-by"), "v1");
@@ -318,20 +303,11 @@ async fn a_policy_file_change_is_applied_without_dropping_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_tcp_connect_policies_close_refused_connections() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let echo = tcp_echo().await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: open\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ allow: [127.0.0.0/8] }} }}]\n  - name: closed\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ deny: [127.0.0.0/8] }} }}]\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: open\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ allow: [127.0.0.0/8] }} }}]\n  - name: closed\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n    traffic_policy:\n      on_tcp_connect:\n        - actions: [{{ type: restrict-ips, config: {{ deny: [127.0.0.0/8] }} }}]\n"
     );
-    let st = settled(&agent).await;
+    let (edge, agent, st) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     let port = |name: &str| -> u16 {
         bound_url(&st, name)
             .rsplit_once(':')

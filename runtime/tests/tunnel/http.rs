@@ -12,21 +12,12 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_flow_over_http1_and_http2_with_forwarding_headers() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: https://app.example.test\n    upstream: {{ url: 'http://{up}' }}\n  - name: plain\n    url: http://plain.example.test\n    upstream: {{ url: '{}' }}\n",
-                up.port()
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: web\n    url: https://app.example.test\n    upstream: {{ url: 'http://{up}' }}\n  - name: plain\n    url: http://plain.example.test\n    upstream: {{ url: '{}' }}\n",
+        up.port()
     );
-    let st = settled(&agent).await;
+    let (edge, agent, st) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     assert_eq!(bound_url(&st, "web"), "https://app.example.test");
     assert_eq!(bound_url(&st, "plain"), "http://plain.example.test");
     let https = edge.addrs().https.unwrap();
@@ -93,21 +84,12 @@ async fn requests_flow_over_http1_and_http2_with_forwarding_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_routing_exact_wildcard_and_unknown_hosts() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let wild = upstream("wild").await;
     let exact = upstream("exact").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: wild\n    url: https://*.apps.example.test\n    upstream: {{ url: '{wild}' }}\n  - name: exact\n    url: https://api.apps.example.test\n    upstream: {{ url: '{exact}' }}\n  - name: auto\n    upstream: {{ url: '{exact}' }}\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: wild\n    url: https://*.apps.example.test\n    upstream: {{ url: '{wild}' }}\n  - name: exact\n    url: https://api.apps.example.test\n    upstream: {{ url: '{exact}' }}\n  - name: auto\n    upstream: {{ url: '{exact}' }}\n"
     );
-    let st = settled(&agent).await;
+    let (edge, agent, st) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     let auto = bound_url(&st, "auto");
     assert!(
         auto.starts_with("https://") && auto.ends_with(".example.test"),
@@ -162,21 +144,12 @@ async fn host_routing_exact_wildcard_and_unknown_hosts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_endpoint_is_503_and_dead_upstream_is_502() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let dead = dead_port().await;
     let up = upstream("app").await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: dead\n    url: http://dead.example.test\n    upstream: {{ url: '{dead}' }}\n  - name: live\n    url: http://live.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
-        ),
+    let endpoints = format!(
+        "  - name: dead\n    url: http://dead.example.test\n    upstream: {{ url: '{dead}' }}\n  - name: live\n    url: http://live.example.test\n    upstream: {{ url: '{up}' }}\n"
     );
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(&c, edge_config(&c), &endpoints).await;
     let http = edge.addrs().http.unwrap();
     let r = get(http, None, false, "dead.example.test", "/").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
@@ -205,10 +178,13 @@ async fn offline_endpoint_is_503_and_dead_upstream_is_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_over_one_session() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "https://app.example.test", up);
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(
+        &c,
+        edge_config(&c),
+        &endpoint_yaml("web", "https://app.example.test", up, None),
+    )
+    .await;
     let https = edge.addrs().https.unwrap();
     // Eight HTTP/2 client connections, 125 requests each, all in flight at once.
     let mut tasks = tokio::task::JoinSet::new();
@@ -251,10 +227,13 @@ async fn a_thousand_concurrent_requests_over_one_session() {
 async fn a_100_mb_body_streams_both_ways_without_buffering() {
     const SIZE: u64 = 100 * 1024 * 1024;
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "https://app.example.test", up);
-    settled(&agent).await;
+    let (edge, agent, _) = edge_and_agent(
+        &c,
+        edge_config(&c),
+        &endpoint_yaml("web", "https://app.example.test", up, None),
+    )
+    .await;
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "app.example.test")), true).await;
     let produced = Arc::new(AtomicU64::new(0));

@@ -40,20 +40,15 @@ async fn ws_echo_server() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_end_to_end() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let ws = ws_echo_server().await;
-    let agent = start_agent(
+    let (edge, agent, _) = edge_and_agent(
         &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: ws\n    url: http://ws.example.test\n    upstream: {{ url: '{ws}' }}\n"
-            ),
+        edge_config(&c),
+        &format!(
+            "  - name: ws\n    url: http://ws.example.test\n    upstream: {{ url: '{ws}' }}\n"
         ),
-    );
-    settled(&agent).await;
+    )
+    .await;
     let tcp = TcpStream::connect(edge.addrs().http.unwrap())
         .await
         .unwrap();
@@ -86,18 +81,13 @@ async fn websocket_echo_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_endpoint_echoes_and_forwards_half_close() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let echo = tcp_echo().await;
-    let agent = start_agent(
+    let (edge, agent, st) = edge_and_agent(
         &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!("  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"),
-        ),
-    );
-    let st = settled(&agent).await;
+        edge_config(&c),
+        &format!("  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"),
+    )
+    .await;
     let url = bound_url(&st, "echo");
     let port: u16 = url.rsplit_once(':').unwrap().1.parse().unwrap();
     assert!(url.starts_with("tcp://example.test:"), "{url}");
@@ -162,19 +152,14 @@ async fn tls_endpoint_is_passed_through_by_sni_without_decrypting() {
         }
     });
 
-    let edge = start_edge(&c, edge_config(&c)).await;
-    let agent = start_agent(
+    let (edge, agent, st) = edge_and_agent(
         &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: db\n    url: tls://db.example.test\n    upstream: {{ url: 'tcp://{up}' }}\n"
-            ),
+        edge_config(&c),
+        &format!(
+            "  - name: db\n    url: tls://db.example.test\n    upstream: {{ url: 'tcp://{up}' }}\n"
         ),
-    );
-    let st = settled(&agent).await;
+    )
+    .await;
     assert_eq!(bound_url(&st, "db"), "tls://db.example.test");
 
     let roots = wicket_runtime::tls::root_store(&[dir.path().join("ca.pem")]).unwrap();
