@@ -280,6 +280,36 @@ fn io_actions_suspend_and_resume() {
 }
 
 #[test]
+fn a_jwt_validation_with_a_body_token_is_left_to_the_runtime() {
+    // Static keys alone would be checked here, but the engine never sees bodies: the runtime
+    // reads the body and validates (runtime/src/actions/jwks.rs).
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA";
+    let jwt = |method: &str| {
+        serde_json::json!({"on_http_request": [{"actions": [{"type": "jwt-validation", "config": {
+            "issuer": {"allow_list": [{"value": "https://issuer.test"}]},
+            "http": {"tokens": [{"type": "jwt", "method": method, "name": "id_token"}]},
+            "jws": {"allowed_algorithms": ["HS256"], "keys": {"sources": {"jwks":
+                format!(r#"{{"keys":[{{"kty":"oct","k":"{secret}"}}]}}"#)}}},
+        }}]}]})
+    };
+    let mut s = Scratch::new();
+    let req = get("POST https://a.test/login");
+    let out = program(jwt("body")).eval(Phase::HttpRequest, &req, &mut s);
+    assert!(
+        matches!(&out.decision, Decision::External { kind, .. } if &**kind == "jwt-validation"),
+        "{:?}",
+        out.decision
+    );
+    // The same validation reading a header stays in the engine (and the header is missing).
+    let out = program(jwt("header")).eval(Phase::HttpRequest, &req, &mut s);
+    assert!(
+        matches!(out.decision, Decision::Reject { status: 401, .. }),
+        "{:?}",
+        out.decision
+    );
+}
+
+#[test]
 fn unsupported_actions_do_not_compile() {
     let doc = serde_json::json!({"on_http_request": [{"actions": [{"type": "owasp-crs-request", "config": {}}]}]});
     let err = compile(&PolicyIr::from_json(&doc).unwrap()).unwrap_err();

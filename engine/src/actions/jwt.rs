@@ -294,6 +294,10 @@ pub enum Location {
     Cookie(String),
     /// A query parameter.
     Query(String),
+    /// A top-level field of a JSON or form-encoded request body (name matched
+    /// case-insensitively). Reading it needs the body, so a validation with such a token is
+    /// carried out by the runtime ([`needs_runtime`]).
+    Body(String),
 }
 
 impl Location {
@@ -304,6 +308,7 @@ impl Location {
             Location::Header(n) => ("header", n),
             Location::Cookie(n) => ("cookie", n),
             Location::Query(n) => ("query", n),
+            Location::Body(n) => ("body", n),
         }
     }
 }
@@ -559,11 +564,18 @@ fn key_sources(c: &ConfigValue) -> Vec<&ConfigValue> {
         .collect()
 }
 
-/// Whether the config needs the network (JWKS URLs in `additional_jkus`).
-pub(crate) fn needs_network(c: &ConfigValue) -> bool {
-    key_sources(c)
+/// Whether the runtime must carry the validation out: it fetches JWKS URLs (`additional_jkus`) or
+/// reads a token from the request body.
+pub(crate) fn needs_runtime(c: &ConfigValue) -> bool {
+    let jwks = key_sources(c)
         .iter()
-        .any(|s| matches!(s.get("additional_jkus"), Some(ConfigValue::List(l)) if !l.is_empty()))
+        .any(|s| matches!(s.get("additional_jkus"), Some(ConfigValue::List(l)) if !l.is_empty()));
+    let body = matches!(
+        c.get("http").and_then(|h| h.get("tokens")),
+        Some(ConfigValue::List(items))
+            if items.iter().any(|t| t.get("method").and_then(ConfigValue::as_str) == Some("body"))
+    );
+    jwks || body
 }
 
 /// A config map or JSON text as JSON.
@@ -699,7 +711,7 @@ impl JwtValidation {
                         "header" => Location::Header(name.to_ascii_lowercase()),
                         "cookie" => Location::Cookie(name),
                         "query" => Location::Query(name),
-                        "body" => return Err("tokens in the request body are not supported".into()),
+                        "body" => Location::Body(name),
                         other => return Err(format!("unknown token `method` `{other}`")),
                     };
                     let prefix = match t.get("prefix") {
@@ -1326,6 +1338,7 @@ mod tests {
                 Location::Header(_) => Some(Cow::Borrowed(header.as_str())),
                 Location::Cookie(c) => cookie_value([cookie.as_str()], c).map(Cow::Borrowed),
                 Location::Query(q) => query_value(&query, q),
+                Location::Body(_) => None,
             },
             now(),
         );
@@ -1339,6 +1352,7 @@ mod tests {
                 Location::Header(_) => None,
                 Location::Cookie(c) => cookie_value([cookie.as_str()], c).map(Cow::Borrowed),
                 Location::Query(q) => query_value(&query, q),
+                Location::Body(_) => None,
             },
             now(),
         );
@@ -1382,8 +1396,8 @@ mod tests {
 
     #[test]
     fn key_sources_take_either_shape_and_inline_jwks() {
-        assert!(needs_network(&jkus_config()));
-        assert!(!needs_network(&config(None)));
+        assert!(needs_runtime(&jkus_config()));
+        assert!(!needs_runtime(&config(None)));
         let secret = b64(SECRET.as_bytes());
         let inline = serde_json::json!({"keys": [{"kty": "oct", "kid": "h1", "k": secret}]});
         let mut json = serde_json::json!({

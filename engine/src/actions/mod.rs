@@ -570,7 +570,7 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
                 on_error_continue: on_error == "continue",
             }
         }
-        "jwt-validation" if !jwt::needs_network(c) => Action::Jwt(Box::new(JwtAction {
+        "jwt-validation" if !jwt::needs_runtime(c) => Action::Jwt(Box::new(JwtAction {
             validation: jwt::JwtValidation::compile(c)?,
             challenge: Arc::from(vec![(
                 Arc::from("www-authenticate"),
@@ -1133,6 +1133,9 @@ fn token_text<'a, V: RequestView + ?Sized>(
         .map(std::borrow::Cow::Borrowed),
         jwt::Location::Query(name) => jwt::query_value(st.url_parts(view).4, name)
             .map(|v| std::borrow::Cow::Owned(v.into_owned())),
+        // A validation with a body token compiles to `Action::External` (`needs_runtime`): it
+        // never runs here. Were it to, the token would count as missing — a 401, never a pass.
+        jwt::Location::Body(_) => None,
     }
 }
 

@@ -1,7 +1,8 @@
-//! `jwt-validation` with keys fetched from JWKS URLs (`jws.keys.sources.additional_jkus`).
+//! `jwt-validation` with keys fetched from JWKS URLs (`jws.keys.sources.additional_jkus`) or
+//! tokens read from the request body.
 //!
-//! The engine compiles a `jwt-validation` that lists JWKS URLs into an external action; this
-//! module fetches the key sets with [`ActionEnv::fetch`](super::ActionEnv::fetch), caches them
+//! The engine compiles a `jwt-validation` that lists JWKS URLs (or a body token) into an external
+//! action; this module fetches the key sets with [`ActionEnv::fetch`](super::ActionEnv::fetch), caches them
 //! and validates the request's tokens with the engine's
 //! [`JwtValidation::validate`] — the same checks, result variables and 401 response as the
 //! engine's static-key path. Static keys (`static`, inline `jwks`) listed beside the URLs are
@@ -21,6 +22,13 @@
 //!
 //! Keys are fetched over `https://`; `http://` is accepted only for loopback hosts (a key set
 //! fetched in clear could be replaced by anyone on the path).
+//!
+//! A token read from the request body (`method: body`) also makes the validation an external
+//! action, whatever its keys: the body of a `POST`, `PUT` or `PATCH` with a JSON
+//! (`application/json`, `*/*+json`) or form (`application/x-www-form-urlencoded`) content type is
+//! buffered (at most [`MAX_TOKEN_BODY`]; larger is 413) and forwarded unchanged, and the token is
+//! the top-level string field whose name matches case-insensitively. Any other request has no
+//! body token: missing, 401.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -36,7 +44,8 @@ use wicket_engine::actions::jwt::{
 };
 use wicket_engine::compile::ir::ConfigValue;
 
-use super::{ActionEnv, ActionError, ActionOutcome, ExternalAction, RequestCx};
+use super::{ActionEnv, ActionError, ActionOutcome, ExternalAction, RequestCx, buffer_body};
+use crate::body::Body;
 use crate::policy_hook::LocalResponse;
 use crate::proto::meta;
 
@@ -45,6 +54,9 @@ pub const ERR_JWKS_FETCH: &str = "ERR_NGROK_3422";
 
 /// Time allowed for one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest request body read for a body token.
+pub const MAX_TOKEN_BODY: usize = 1024 * 1024;
 
 /// The largest JWKS response accepted.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -302,6 +314,8 @@ pub struct JwksAction {
     validation: JwtValidation,
     sources: Vec<JwksSource>,
     policy: CachePolicy,
+    /// Whether a token is read from the request body.
+    body_tokens: bool,
 }
 
 /// Compiles the action's config.
@@ -353,25 +367,36 @@ impl JwksAction {
             check_url(url)?;
             sources.push(JwksSource::new(url.clone()));
         }
+        let body_tokens = validation
+            .tokens()
+            .iter()
+            .any(|t| matches!(t.location, Location::Body(_)));
         Ok(Self {
             validation,
             sources,
             policy,
+            body_tokens,
         })
     }
 
-    /// Validates the tokens of a request.
+    /// Validates the tokens of a request (reading its body first when a token is there).
     async fn check(
         &self,
         parts: &http::request::Parts,
+        body: &mut Body,
         env: &ActionEnv,
     ) -> Result<ActionOutcome, ActionError> {
+        let fields = if self.body_tokens {
+            BodyFields::read(parts, body).await?
+        } else {
+            BodyFields::default()
+        };
         let unknown_kid = self
             .validation
             .tokens()
             .iter()
             .filter_map(|spec| {
-                let raw = token_at(parts, &spec.location)?;
+                let raw = token_at(parts, &fields, &spec.location)?;
                 spec.token(&raw).and_then(token_kid)
             })
             .any(|kid| !self.validation.has_static_kid(&kid) && !self.cached_kid(&kid));
@@ -388,9 +413,11 @@ impl JwksAction {
             [one] => Cow::Borrowed(&one[..]),
             many => Cow::Owned(many.iter().flat_map(|s| s.iter().cloned()).collect()),
         };
-        let checked =
-            self.validation
-                .validate(&keys, |loc| token_at(parts, loc), SystemTime::now());
+        let checked = self.validation.validate(
+            &keys,
+            |loc| token_at(parts, &fields, loc),
+            SystemTime::now(),
+        );
         match checked.failure {
             None => Ok(ActionOutcome::proceed("jwt_validation", checked.result)),
             // No key the fetch failure left out could have verified it: say so, not 401.
@@ -416,14 +443,106 @@ impl JwksAction {
 
 impl ExternalAction for JwksAction {
     fn run<'a>(&'a self, cx: RequestCx<'a>) -> BoxFuture<'a, Result<ActionOutcome, ActionError>> {
-        Box::pin(self.check(cx.parts, cx.env))
+        Box::pin(self.check(cx.parts, cx.body, cx.env))
+    }
+}
+
+/// The top-level string fields of a JSON or form-encoded request body.
+#[derive(Debug, Default)]
+struct BodyFields(Vec<(String, String)>);
+
+impl BodyFields {
+    /// Reads the fields of `body` when the request can carry a body token: `POST`, `PUT` or
+    /// `PATCH` with a JSON or form content type; otherwise none. The body is put back for the
+    /// upstream.
+    async fn read(parts: &http::request::Parts, body: &mut Body) -> Result<Self, ActionError> {
+        if !matches!(
+            parts.method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH
+        ) {
+            return Ok(Self::default());
+        }
+        let Some(kind) = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(BodyKind::of)
+        else {
+            return Ok(Self::default());
+        };
+        let bytes = buffer_body(body, MAX_TOKEN_BODY).await?;
+        Ok(Self::parse(kind, &bytes))
+    }
+
+    /// The fields of a body of this kind; a body that does not parse has none.
+    fn parse(kind: BodyKind, bytes: &[u8]) -> Self {
+        match kind {
+            BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(serde_json::Value::Object(map)) => Self(
+                    map.into_iter()
+                        .filter_map(|(k, v)| match v {
+                            serde_json::Value::String(s) => Some((k, s)),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                _ => Self::default(),
+            },
+            BodyKind::Form => Self(
+                url::form_urlencoded::parse(bytes)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The first field named `name` (case-insensitively).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A body that can carry a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+}
+
+impl BodyKind {
+    /// The kind a `Content-Type` names: `application/json`, any `…/…+json`, or
+    /// `application/x-www-form-urlencoded` (parameters such as `charset` ignored).
+    fn of(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next()?.trim();
+        let (ty, sub) = essence.split_once('/')?;
+        if ty.eq_ignore_ascii_case("application")
+            && sub.eq_ignore_ascii_case("x-www-form-urlencoded")
+        {
+            Some(Self::Form)
+        } else if (ty.eq_ignore_ascii_case("application") && sub.eq_ignore_ascii_case("json"))
+            || sub
+                .rsplit_once('+')
+                .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
+        {
+            Some(Self::Json)
+        } else {
+            None
+        }
     }
 }
 
 /// The raw value at a token location: a header's first (text) value, a cookie, a decoded query
-/// parameter — as the engine reads them.
-fn token_at<'p>(parts: &'p http::request::Parts, location: &Location) -> Option<Cow<'p, str>> {
+/// parameter — as the engine reads them — or a body field.
+fn token_at<'p>(
+    parts: &'p http::request::Parts,
+    fields: &'p BodyFields,
+    location: &Location,
+) -> Option<Cow<'p, str>> {
     match location {
+        Location::Body(name) => fields.get(name).map(Cow::Borrowed),
         Location::Header(name) => parts
             .headers
             .get_all(name.as_str())
@@ -587,7 +706,8 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let get = |l: Location| token_at(&parts, &l).map(Cow::into_owned);
+        let none = BodyFields::default();
+        let get = |l: Location| token_at(&parts, &none, &l).map(Cow::into_owned);
         assert_eq!(
             get(Location::Header("authorization".into())).as_deref(),
             Some("Bearer t")
@@ -601,5 +721,176 @@ mod tests {
             Some("a.b.c")
         );
         assert_eq!(get(Location::Header("x-none".into())), None);
+    }
+
+    #[test]
+    fn body_kinds_follow_the_content_type() {
+        assert_eq!(BodyKind::of("application/json"), Some(BodyKind::Json));
+        assert_eq!(
+            BodyKind::of("Application/JSON; charset=utf-8"),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(
+            BodyKind::of("application/vnd.api+json"),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(
+            BodyKind::of("application/x-www-form-urlencoded;charset=UTF-8"),
+            Some(BodyKind::Form)
+        );
+        for other in [
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "json",
+            "",
+            "application/jsonx",
+        ] {
+            assert_eq!(BodyKind::of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn body_fields_are_top_level_strings_matched_case_insensitively() {
+        let json = BodyFields::parse(
+            BodyKind::Json,
+            br#"{"ID_Token":"a.b.c","n":1,"nested":{"token":"x"},"token":["y"]}"#,
+        );
+        assert_eq!(json.get("id_token"), Some("a.b.c"));
+        assert_eq!(json.get("n"), None, "not a string");
+        assert_eq!(json.get("token"), None, "not top-level or not a string");
+        let form = BodyFields::parse(BodyKind::Form, b"a=1&Access_Token=d%2Ee.f&a=2");
+        assert_eq!(form.get("access_token"), Some("d.e.f"));
+        assert_eq!(form.get("a"), Some("1"), "the first of repeated fields");
+        assert!(BodyFields::parse(BodyKind::Json, b"[1,2]").0.is_empty());
+        assert!(BodyFields::parse(BodyKind::Json, b"{not json").0.is_empty());
+    }
+
+    /// An HS256 token signed with `secret`.
+    fn hs256(secret: &[u8], payload: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let signing = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64(payload.as_bytes())
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let tag = ring::hmac::sign(&key, signing.as_bytes());
+        format!("{signing}.{}", b64(tag.as_ref()))
+    }
+
+    async fn run_body(
+        action: &JwksAction,
+        env: &ActionEnv,
+        method: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> (Result<ActionOutcome, ActionError>, Bytes) {
+        use http_body_util::BodyExt as _;
+        let (parts, ()) = http::Request::builder()
+            .method(method)
+            .uri("https://api.test/login")
+            .header("content-type", content_type)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut b = crate::body::full(body);
+        let out = action.check(&parts, &mut b, env).await;
+        let left = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        (out, left)
+    }
+
+    #[tokio::test]
+    async fn a_body_token_is_validated_and_the_body_forwarded_unchanged() {
+        use base64::Engine as _;
+        let secret = b"body-token-secret-of-32-bytes!!!";
+        let jwk = serde_json::json!({"keys": [{
+            "kty": "oct",
+            "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        }]});
+        let config = ConfigValue::from_json(&serde_json::json!({
+            "issuer": {"allow_list": [{"value": "https://issuer.test"}]},
+            "http": {"tokens": [{"type": "jwt", "method": "body", "name": "id_token"}]},
+            "jws": {"allowed_algorithms": ["HS256"], "keys": {"sources": {"jwks": jwk.to_string()}}},
+        }));
+        let action = JwksAction::new(&config, CachePolicy::default()).unwrap();
+        assert!(action.body_tokens && action.sources.is_empty());
+        let env = ActionEnv::ephemeral().unwrap();
+        let token = hs256(secret, r#"{"iss":"https://issuer.test","sub":"dev-7"}"#);
+
+        // JSON and form bodies: valid, the result names the body field, the body goes on.
+        let json = Bytes::from(format!(r#"{{"ID_TOKEN":"{token}","other":1}}"#));
+        let (out, left) = run_body(&action, &env, "POST", "application/json", json.clone()).await;
+        let Ok(ActionOutcome::Continue {
+            result: Some((ns, v)),
+            ..
+        }) = out
+        else {
+            panic!("expected a pass: {out:?}");
+        };
+        assert_eq!(ns, "jwt_validation");
+        let text = format!("{v:?}");
+        assert!(
+            text.contains("dev-7") && text.contains("\"body\""),
+            "{text}"
+        );
+        assert_eq!(left, json, "the upstream gets the body as sent");
+        let form = Bytes::from(format!("id_token={token}&x=1"));
+        let (out, left) = run_body(
+            &action,
+            &env,
+            "PUT",
+            "application/x-www-form-urlencoded",
+            form.clone(),
+        )
+        .await;
+        assert!(matches!(out, Ok(ActionOutcome::Continue { .. })), "{out:?}");
+        assert_eq!(left, form);
+
+        // No body token: a GET, another content type, the field absent, a bad signature.
+        let missing = |out: &Result<ActionOutcome, ActionError>| {
+            matches!(out, Ok(ActionOutcome::Respond(r))
+                if r.status == StatusCode::UNAUTHORIZED
+                    && r.headers.get(meta::ERROR_CODE).is_some_and(|v| v == "ERR_NGROK_3406"))
+        };
+        let (out, _) = run_body(&action, &env, "GET", "application/json", json.clone()).await;
+        assert!(missing(&out), "{out:?}");
+        let (out, left) = run_body(&action, &env, "POST", "text/plain", json.clone()).await;
+        assert!(missing(&out), "{out:?}");
+        assert_eq!(left, json, "a body that is not read stays in place");
+        let (out, _) = run_body(
+            &action,
+            &env,
+            "POST",
+            "application/json",
+            Bytes::from_static(b"{}"),
+        )
+        .await;
+        assert!(missing(&out), "{out:?}");
+        let forged = hs256(
+            b"another-secret-of-thirty-two-byt",
+            r#"{"iss":"https://issuer.test"}"#,
+        );
+        let (out, _) = run_body(
+            &action,
+            &env,
+            "POST",
+            "application/json",
+            Bytes::from(format!(r#"{{"id_token":"{forged}"}}"#)),
+        )
+        .await;
+        assert!(
+            matches!(&out, Ok(ActionOutcome::Respond(r)) if r.status == StatusCode::UNAUTHORIZED
+                && r.headers.get(meta::ERROR_CODE).is_some_and(|v| v == "ERR_NGROK_3403")),
+            "{out:?}"
+        );
+
+        // Too large a body: 413, closed.
+        let big = Bytes::from(vec![b' '; MAX_TOKEN_BODY + 1]);
+        let (out, _) = run_body(&action, &env, "POST", "application/json", big).await;
+        assert!(
+            matches!(&out, Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE),
+            "{out:?}"
+        );
     }
 }
