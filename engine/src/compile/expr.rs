@@ -361,8 +361,13 @@ fn fold(expr: &Expr) -> Node {
     }
 }
 
+/// A condition no specialised node covers: compiled with every name resolved, or (for
+/// `cel.block` only) left to the reference interpreter.
 fn general(expr: &Expr) -> Node {
-    Node::General(Box::new(expr.clone()))
+    match crate::eval::general::compile(expr) {
+        Ok(g) => Node::General(Box::new(g)),
+        Err(_) => Node::Interp(Box::new(expr.clone())),
+    }
 }
 
 fn flatten<'e>(expr: &'e Expr, op: BinaryOp, out: &mut Vec<&'e Expr>) {

@@ -1,8 +1,10 @@
 //! The hot-path evaluator: compiled condition nodes over a borrowed [`RequestView`], with
 //! per-worker [`Scratch`] space. Specialised nodes read request fields as `&str` and never
-//! allocate; [`Node::General`] falls back to the reference interpreter (allocation allowed) over
-//! an activation that exposes the same fields with the same values.
+//! allocate; [`Node::General`] evaluates a [`general::GExpr`] (allocation allowed), whose names
+//! were all resolved at compile time, with the values the reference interpreter sees through
+//! [`ViewActivation`].
 
+pub mod general;
 pub mod iptable;
 
 use std::cell::OnceCell;
@@ -244,8 +246,10 @@ pub enum Node {
         /// The header name.
         name: Box<str>,
     },
-    /// Anything else: the reference interpreter.
-    General(Box<Expr>),
+    /// Anything else: a compiled general expression.
+    General(Box<general::GExpr>),
+    /// What [`general::compile`] leaves to the reference interpreter (`cel.block`).
+    Interp(Box<Expr>),
 }
 
 impl Node {
@@ -269,6 +273,7 @@ impl Node {
             Node::Not(n) => n.cost(),
             Node::And(ns) | Node::Or(ns) => ns.iter().map(Node::cost).sum(),
             Node::General(_) => 100,
+            Node::Interp(_) => 200,
         }
     }
 
@@ -276,7 +281,7 @@ impl Node {
     #[must_use]
     pub fn is_general(&self) -> bool {
         match self {
-            Node::General(_) => true,
+            Node::General(_) | Node::Interp(_) => true,
             Node::Not(n) => n.is_general(),
             Node::And(ns) | Node::Or(ns) => ns.iter().any(Node::is_general),
             _ => false,
@@ -787,7 +792,11 @@ fn eval_other<V: RequestView + ?Sized>(
                 Ok(view.header_count(name) > 0)
             }
         }
-        Node::General(expr) => match eval_value(expr, view, st)? {
+        Node::General(expr) => match general::eval(expr, view, st)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(not_bool("_&&_")),
+        },
+        Node::Interp(expr) => match eval_value(expr, view, st)? {
             Value::Bool(b) => Ok(b),
             _ => Err(not_bool("_&&_")),
         },
@@ -892,44 +901,6 @@ fn cookie_map<V: RequestView + ?Sized>(view: &V) -> Value {
 
 impl<V: RequestView + ?Sized> Activation for ViewActivation<'_, V> {
     fn resolve(&self, name: &str) -> Option<Value> {
-        let (view, st) = (self.view, self.st);
-        if let Some(field) = StrField::from_name(name) {
-            if field.composed_slot().is_some() {
-                let mut out = String::new();
-                return compose_into(field, view, st, &mut out).then(|| string(&out));
-            }
-            return str_field(field, view, st).map(string);
-        }
-        if let Some(field) = IntField::from_name(name) {
-            return int_field(field, view, st).map(Value::Int);
-        }
-        match name {
-            "req.headers" => Some(
-                st.headers
-                    .get_or_init(|| header_map(&|f| view.for_each_header(f)))
-                    .clone(),
-            ),
-            "res.headers" => view.response_status().map(|_| {
-                st.response_headers
-                    .get_or_init(|| header_map(&|f| view.for_each_response_header(f)))
-                    .clone()
-            }),
-            "req.url.query_params" => Some(
-                st.query_params
-                    .get_or_init(|| query_map(st.url_parts(view).4))
-                    .clone(),
-            ),
-            "req.cookies" => Some(st.cookies.get_or_init(|| cookie_map(view)).clone()),
-            "vars" => Some(Value::map(st.vars.clone())),
-            "time.now" => Some(string(&jiff::Timestamp::now().to_string())),
-            _ => {
-                if let Some(ns) = name.strip_prefix("actions.ngrok.") {
-                    if let Some(v) = st.result(ns) {
-                        return Some(v);
-                    }
-                }
-                view.other(name)
-            }
-        }
+        general::Slot::of(name).read(name, self.view, self.st)
     }
 }

@@ -40,9 +40,9 @@ pub(super) struct Evaluator<'e> {
     allocated: usize,
 }
 
-type EvalResult = Result<Value, EvalError>;
+pub(crate) type EvalResult = Result<Value, EvalError>;
 
-fn no_overload(function: &str) -> EvalError {
+pub(crate) fn no_overload(function: &str) -> EvalError {
     EvalError::NoMatchingOverload {
         function: function.to_owned(),
     }
@@ -289,39 +289,9 @@ impl<'e> Evaluator<'e> {
         Ok(result)
     }
 
-    /// Accounts for a value built during evaluation: errors when it is larger than the limits
-    /// allow, or when everything built so far exceeds the total allocation budget.
+    /// Accounts for a value built during evaluation (see [`account`]).
     pub(super) fn account(&mut self, value: &Value) -> Result<(), EvalError> {
-        let (len, limit, what, unit) = match value {
-            Value::String(s) => (s.len(), self.limits.max_string_len, "string", 1),
-            Value::Bytes(b) => (b.len(), self.limits.max_string_len, "bytes", 1),
-            Value::List(l) => (
-                l.len(),
-                self.limits.max_collection_len,
-                "list",
-                std::mem::size_of::<Value>(),
-            ),
-            Value::Map(m) => (
-                m.len(),
-                self.limits.max_collection_len,
-                "map",
-                3 * std::mem::size_of::<Value>(),
-            ),
-            _ => return Ok(()),
-        };
-        if len > limit {
-            return Err(EvalError::LimitExceeded(format!(
-                "{what} size {len} exceeds the limit of {limit}"
-            )));
-        }
-        self.allocated = self.allocated.saturating_add(len.saturating_mul(unit));
-        if self.allocated > self.limits.max_total_alloc {
-            return Err(EvalError::LimitExceeded(format!(
-                "evaluation allocates more than {} bytes",
-                self.limits.max_total_alloc
-            )));
-        }
-        Ok(())
+        account(self.limits, &mut self.allocated, value)
     }
 
     // ---- cel.block -----------------------------------------------------------------------
@@ -528,27 +498,6 @@ impl<'e> Evaluator<'e> {
         result
     }
 
-    /// The (first, second) variable values of each iteration of a comprehension over `range`.
-    /// One-variable forms bind list elements or map keys; two-variable forms bind (index,
-    /// element) or (key, value).
-    fn iteration_values(range: &Value, two_vars: bool) -> Result<Vec<(Value, Value)>, EvalError> {
-        match range {
-            Value::List(items) => Ok(items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    if two_vars {
-                        (Value::Int(i64::try_from(i).unwrap_or(i64::MAX)), v.clone())
-                    } else {
-                        (v.clone(), Value::Null)
-                    }
-                })
-                .collect()),
-            Value::Map(map) => Ok(map.iter().map(|(k, v)| (k.to_value(), v.clone())).collect()),
-            _ => Err(no_overload("comprehension range")),
-        }
-    }
-
     fn tick(&mut self) -> Result<(), EvalError> {
         self.iterations += 1;
         if self.iterations > self.limits.max_iterations {
@@ -580,7 +529,7 @@ impl<'e> Evaluator<'e> {
     /// first absorbing result; an error is kept, and returned unless an absorbing result follows.
     fn eval_quantifier(&mut self, comp: &'e Comprehension, absorbing: bool) -> EvalResult {
         let range = self.eval(&comp.range)?;
-        let items = Self::iteration_values(&range, comp.var2.is_some())?;
+        let items = iteration_values(&range, comp.var2.is_some())?;
         let mut error: Option<EvalError> = None;
         for item in &items {
             self.tick()?;
@@ -606,7 +555,7 @@ impl<'e> Evaluator<'e> {
 
     fn eval_exists_one(&mut self, comp: &'e Comprehension) -> EvalResult {
         let range = self.eval(&comp.range)?;
-        let items = Self::iteration_values(&range, comp.var2.is_some())?;
+        let items = iteration_values(&range, comp.var2.is_some())?;
         let mut count = 0usize;
         for item in &items {
             self.tick()?;
@@ -627,7 +576,7 @@ impl<'e> Evaluator<'e> {
     ) -> EvalResult {
         let range = self.eval(&comp.range)?;
         let two_vars = comp.var2.is_some();
-        let items = Self::iteration_values(&range, two_vars)?;
+        let items = iteration_values(&range, two_vars)?;
         let mut list = Vec::new();
         let mut map = MapValue::new();
         for item in &items {
@@ -694,7 +643,7 @@ impl<'e> Evaluator<'e> {
 }
 
 #[derive(Clone, Copy)]
-enum Collect {
+pub(crate) enum Collect {
     /// `filter`: keep the element when the predicate holds.
     Filter,
     /// `map` / `transformList`: collect the transform's results.
@@ -707,7 +656,7 @@ enum Collect {
 
 /// The name a macro variable is bound under. `cel.iterVar(i, j)` / `cel.accuVar(i, j)` (block
 /// extension) are normalised to `@it:i:j` / `@ac:i:j`, whichever way the parser spelled them.
-fn var_name(name: &str) -> String {
+pub(crate) fn var_name(name: &str) -> String {
     let compact: String = name.chars().filter(|c| !c.is_whitespace()).collect();
     for (prefix, short) in [("cel.iterVar(", "@it"), ("cel.accuVar(", "@ac")] {
         if let Some(rest) = compact
@@ -722,7 +671,7 @@ fn var_name(name: &str) -> String {
     name.to_owned()
 }
 
-fn block_var_name(function: &str, args: &[Expr]) -> Result<String, EvalError> {
+pub(crate) fn block_var_name(function: &str, args: &[Expr]) -> Result<String, EvalError> {
     let short = if function == "cel.iterVar" {
         "@it"
     } else {
@@ -745,7 +694,7 @@ fn block_var_name(function: &str, args: &[Expr]) -> Result<String, EvalError> {
 
 /// The failure to keep when two operands of `&&` / `||` (or two iterations of `all` /
 /// `exists`) both fail: unknowns merge and win over errors; otherwise the first error stays.
-fn merge_failures(first: EvalError, second: EvalError) -> EvalError {
+pub(crate) fn merge_failures(first: EvalError, second: EvalError) -> EvalError {
     match (first, second) {
         (EvalError::Unknown(a), EvalError::Unknown(b)) => EvalError::Unknown(a.union(&b)),
         (EvalError::Unknown(a), _) => EvalError::Unknown(a),
@@ -754,11 +703,75 @@ fn merge_failures(first: EvalError, second: EvalError) -> EvalError {
     }
 }
 
-fn unwrap_arc(value: Arc<Value>) -> Value {
+pub(crate) fn unwrap_arc(value: Arc<Value>) -> Value {
     Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())
 }
 
-fn literal(lit: &Literal) -> Value {
+/// Accounts for a value built during evaluation: errors when it is larger than the limits
+/// allow, or when everything built so far (`allocated`, approximate bytes) exceeds the total
+/// allocation budget.
+pub(crate) fn account(
+    limits: &Limits,
+    allocated: &mut usize,
+    value: &Value,
+) -> Result<(), EvalError> {
+    let (len, limit, what, unit) = match value {
+        Value::String(s) => (s.len(), limits.max_string_len, "string", 1),
+        Value::Bytes(b) => (b.len(), limits.max_string_len, "bytes", 1),
+        Value::List(l) => (
+            l.len(),
+            limits.max_collection_len,
+            "list",
+            std::mem::size_of::<Value>(),
+        ),
+        Value::Map(m) => (
+            m.len(),
+            limits.max_collection_len,
+            "map",
+            3 * std::mem::size_of::<Value>(),
+        ),
+        _ => return Ok(()),
+    };
+    if len > limit {
+        return Err(EvalError::LimitExceeded(format!(
+            "{what} size {len} exceeds the limit of {limit}"
+        )));
+    }
+    *allocated = allocated.saturating_add(len.saturating_mul(unit));
+    if *allocated > limits.max_total_alloc {
+        return Err(EvalError::LimitExceeded(format!(
+            "evaluation allocates more than {} bytes",
+            limits.max_total_alloc
+        )));
+    }
+    Ok(())
+}
+
+/// The (first, second) variable values of each iteration of a comprehension over `range`.
+/// One-variable forms bind list elements or map keys; two-variable forms bind (index,
+/// element) or (key, value).
+pub(crate) fn iteration_values(
+    range: &Value,
+    two_vars: bool,
+) -> Result<Vec<(Value, Value)>, EvalError> {
+    match range {
+        Value::List(items) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if two_vars {
+                    (Value::Int(i64::try_from(i).unwrap_or(i64::MAX)), v.clone())
+                } else {
+                    (v.clone(), Value::Null)
+                }
+            })
+            .collect()),
+        Value::Map(map) => Ok(map.iter().map(|(k, v)| (k.to_value(), v.clone())).collect()),
+        _ => Err(no_overload("comprehension range")),
+    }
+}
+
+pub(crate) fn literal(lit: &Literal) -> Value {
     match lit {
         Literal::Null => Value::Null,
         Literal::Bool(b) => Value::Bool(*b),
@@ -771,7 +784,7 @@ fn literal(lit: &Literal) -> Value {
 }
 
 /// `a.b.c` made only of identifiers and plain selections: the segments and the root flag.
-fn ident_chain(expr: &Expr) -> Option<(Vec<&str>, bool)> {
+pub(crate) fn ident_chain(expr: &Expr) -> Option<(Vec<&str>, bool)> {
     let mut segments = Vec::new();
     let mut current = expr;
     loop {
@@ -794,7 +807,7 @@ fn ident_chain(expr: &Expr) -> Option<(Vec<&str>, bool)> {
     }
 }
 
-fn select_path(mut value: Value, fields: &[&str]) -> EvalResult {
+pub(crate) fn select_path(mut value: Value, fields: &[&str]) -> EvalResult {
     for field in fields {
         value = select(&value, field, false)?;
     }
@@ -802,16 +815,21 @@ fn select_path(mut value: Value, fields: &[&str]) -> EvalResult {
 }
 
 /// Field selection `value.field` (or `value.?field` when `optional`).
-fn select(value: &Value, field: &str, optional: bool) -> EvalResult {
+pub(crate) fn select(value: &Value, field: &str, optional: bool) -> EvalResult {
+    select_key(value, &Key::String(field.into()), field, optional)
+}
+
+/// [`select`] with the map key of `field` built beforehand (`key` is `field` as a string key).
+pub(crate) fn select_key(value: &Value, key: &Key, field: &str, optional: bool) -> EvalResult {
     match value {
-        Value::Map(map) => match map.get_key(&Key::String(field.into())) {
+        Value::Map(map) => match map.get_key(key) {
             Some(v) if optional => Ok(Value::optional_of(v.clone())),
             Some(v) => Ok(v.clone()),
             None if optional => Ok(Value::Optional(None)),
             None => Err(EvalError::NoSuchKey(field.to_owned())),
         },
         Value::Optional(None) => Ok(Value::Optional(None)),
-        Value::Optional(Some(inner)) => select(inner, field, true),
+        Value::Optional(Some(inner)) => select_key(inner, key, field, true),
         _ => Err(EvalError::NoSuchField(format!(
             "`{field}` on a value of type `{}`",
             value.cel_type().name()
@@ -820,19 +838,22 @@ fn select(value: &Value, field: &str, optional: bool) -> EvalResult {
 }
 
 /// `has(value.field)`.
-fn has_field(value: &Value, field: &str) -> EvalResult {
+pub(crate) fn has_field(value: &Value, field: &str) -> EvalResult {
+    has_key(value, &Key::String(field.into()))
+}
+
+/// [`has_field`] with the map key of the field built beforehand.
+pub(crate) fn has_key(value: &Value, key: &Key) -> EvalResult {
     match value {
-        Value::Map(map) => Ok(Value::Bool(
-            map.get_key(&Key::String(field.into())).is_some(),
-        )),
+        Value::Map(map) => Ok(Value::Bool(map.get_key(key).is_some())),
         Value::Optional(None) => Ok(Value::Bool(false)),
-        Value::Optional(Some(inner)) => has_field(inner, field),
+        Value::Optional(Some(inner)) => has_key(inner, key),
         _ => Err(no_overload("has")),
     }
 }
 
 /// Indexing `value[index]` (or `value[?index]` when `optional`).
-fn index_value(value: &Value, index: &Value, optional: bool) -> EvalResult {
+pub(crate) fn index_value(value: &Value, index: &Value, optional: bool) -> EvalResult {
     match value {
         Value::List(items) => {
             let position = match index {

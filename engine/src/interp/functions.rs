@@ -24,44 +24,91 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Compiled regular expressions kept per thread.
 const REGEX_CACHE_LEN: usize = 16;
 
+crate::interp::ext::function_ids! {
+    /// The core library's functions.
+    pub(crate) enum Core {
+        Size = "size",
+        Contains = "contains",
+        StartsWith = "startsWith",
+        EndsWith = "endsWith",
+        Matches = "matches",
+        Int = "int",
+        Uint = "uint",
+        Double = "double",
+        String = "string",
+        Bytes = "bytes",
+        Bool = "bool",
+        Timestamp = "timestamp",
+        Duration = "duration",
+        Dyn = "dyn",
+        Type = "type",
+        GetFullYear = "getFullYear",
+        GetMonth = "getMonth",
+        GetDate = "getDate",
+        GetDayOfMonth = "getDayOfMonth",
+        GetDayOfWeek = "getDayOfWeek",
+        GetDayOfYear = "getDayOfYear",
+        GetHours = "getHours",
+        GetMinutes = "getMinutes",
+        GetSeconds = "getSeconds",
+        GetMilliseconds = "getMilliseconds",
+    }
+}
+
+impl Core {
+    fn accessor(self) -> Option<time::Accessor> {
+        use time::Accessor as A;
+        Some(match self {
+            Core::GetFullYear => A::FullYear,
+            Core::GetMonth => A::Month,
+            Core::GetDate => A::Date,
+            Core::GetDayOfMonth => A::DayOfMonth,
+            Core::GetDayOfWeek => A::DayOfWeek,
+            Core::GetDayOfYear => A::DayOfYear,
+            Core::GetHours => A::Hours,
+            Core::GetMinutes => A::Minutes,
+            Core::GetSeconds => A::Seconds,
+            Core::GetMilliseconds => A::Milliseconds,
+            _ => return None,
+        })
+    }
+}
+
 /// Calls the core function `name`; `None` when the core library has no function of that name.
 pub(super) fn call(name: &str, target: Option<&Value>, args: &[Value]) -> Option<EvalResult> {
-    Some(match (name, target, args) {
-        ("size", None, [x]) | ("size", Some(x), []) => size(x),
-        ("contains", Some(Value::String(s)), [Value::String(t)]) => {
+    Core::from_name(name).and_then(|f| call_core(f, target, args))
+}
+
+/// Calls a core function; `None` when it does not apply (an accessor called without a
+/// receiver: the extensions are asked next, as for an unknown name).
+pub(crate) fn call_core(f: Core, target: Option<&Value>, args: &[Value]) -> Option<EvalResult> {
+    if let Some(accessor) = f.accessor() {
+        return target.map(|x| time::accessor(accessor, x, args));
+    }
+    Some(match (f, target, args) {
+        (Core::Size, None, [x]) | (Core::Size, Some(x), []) => size(x),
+        (Core::Contains, Some(Value::String(s)), [Value::String(t)]) => {
             Ok(Value::Bool(s.contains(&**t)))
         }
-        ("startsWith", Some(Value::String(s)), [Value::String(t)]) => {
+        (Core::StartsWith, Some(Value::String(s)), [Value::String(t)]) => {
             Ok(Value::Bool(s.starts_with(&**t)))
         }
-        ("endsWith", Some(Value::String(s)), [Value::String(t)]) => {
+        (Core::EndsWith, Some(Value::String(s)), [Value::String(t)]) => {
             Ok(Value::Bool(s.ends_with(&**t)))
         }
-        ("matches", None, [Value::String(s), Value::String(re)])
-        | ("matches", Some(Value::String(s)), [Value::String(re)]) => matches(s, re),
-        ("int", None, [x]) => to_int(x),
-        ("uint", None, [x]) => to_uint(x),
-        ("double", None, [x]) => to_double(x),
-        ("string", None, [x]) => to_string(x),
-        ("bytes", None, [x]) => to_bytes(x),
-        ("bool", None, [x]) => to_bool(x),
-        ("timestamp", None, [x]) => time::to_timestamp(x),
-        ("duration", None, [x]) => time::to_duration(x),
-        ("dyn", None, [x]) => Ok(x.clone()),
-        ("type", None, [x]) => Ok(Value::Type(x.cel_type())),
-        (
-            "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfWeek"
-            | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds",
-            Some(x),
-            _,
-        ) => time::accessor(name, x, args),
-        (
-            "size" | "contains" | "startsWith" | "endsWith" | "matches" | "int" | "uint" | "double"
-            | "string" | "bytes" | "bool" | "timestamp" | "duration" | "dyn" | "type",
-            _,
-            _,
-        ) => Err(no_overload(name)),
-        _ => return None,
+        (Core::Matches, None, [Value::String(s), Value::String(re)])
+        | (Core::Matches, Some(Value::String(s)), [Value::String(re)]) => matches(s, re),
+        (Core::Int, None, [x]) => to_int(x),
+        (Core::Uint, None, [x]) => to_uint(x),
+        (Core::Double, None, [x]) => to_double(x),
+        (Core::String, None, [x]) => to_string(x),
+        (Core::Bytes, None, [x]) => to_bytes(x),
+        (Core::Bool, None, [x]) => to_bool(x),
+        (Core::Timestamp, None, [x]) => time::to_timestamp(x),
+        (Core::Duration, None, [x]) => time::to_duration(x),
+        (Core::Dyn, None, [x]) => Ok(x.clone()),
+        (Core::Type, None, [x]) => Ok(Value::Type(x.cel_type())),
+        _ => Err(no_overload(f.name())),
     })
 }
 
@@ -117,7 +164,7 @@ fn matches(s: &str, pattern: &str) -> EvalResult {
 // ---- operators ----------------------------------------------------------------------------
 
 /// `-x`.
-pub(super) fn negate(x: &Value) -> EvalResult {
+pub(crate) fn negate(x: &Value) -> EvalResult {
     match x {
         Value::Int(i) => i.checked_neg().map(Value::Int).ok_or(EvalError::Overflow),
         Value::Double(d) => Ok(Value::Double(-d)),
@@ -130,7 +177,7 @@ pub(super) fn negate(x: &Value) -> EvalResult {
 }
 
 /// A strict binary operator (everything but `&&` and `||`).
-pub(super) fn binary(op: BinaryOp, a: &Value, b: &Value) -> EvalResult {
+pub(crate) fn binary(op: BinaryOp, a: &Value, b: &Value) -> EvalResult {
     match op {
         BinaryOp::Eq => Ok(Value::Bool(a.cel_eq(b))),
         BinaryOp::Ne => Ok(Value::Bool(!a.cel_eq(b))),
@@ -282,7 +329,7 @@ fn rem(a: &Value, b: &Value) -> EvalResult {
 
 /// Stable sort of values by their computed keys (`sortBy`); the keys must be mutually
 /// comparable.
-pub(super) fn sort_by_keys(mut keyed: Vec<(Value, Value)>) -> Result<Vec<Value>, EvalError> {
+pub(crate) fn sort_by_keys(mut keyed: Vec<(Value, Value)>) -> Result<Vec<Value>, EvalError> {
     if let Some((first, _)) = keyed.first() {
         let ty = first.cel_type();
         for (key, _) in &keyed {

@@ -29,9 +29,9 @@
 //!   tries `a.b.x.y`, `a.x.y`, `x.y`, then `a.b.x` (selecting `y`), `a.x`, `x`; a leading dot
 //!   (`.x.y`) searches the root scope only. Macro variables shadow all of these.
 
-mod eval;
+pub(crate) mod eval;
 pub mod ext;
-mod functions;
+pub(crate) mod functions;
 mod time;
 
 pub use time::{format_duration, format_timestamp, parse_duration};

@@ -231,43 +231,58 @@ fn time_zone(name: &str) -> Result<TimeZone, EvalError> {
     TimeZone::get(name).map_err(|_| bad())
 }
 
-/// The timestamp and duration accessors (`getFullYear`, `getHours`, …).
-pub(super) fn accessor(name: &str, target: &Value, args: &[Value]) -> EvalResult {
-    match (target, args) {
-        (Value::Timestamp(t), []) => timestamp_accessor(name, *t, &TimeZone::UTC),
-        (Value::Timestamp(t), [Value::String(tz)]) => timestamp_accessor(name, *t, &time_zone(tz)?),
-        (Value::Duration(d), []) => duration_accessor(name, *d),
-        _ => Err(no_overload(name)),
+crate::interp::ext::function_ids! {
+    /// The timestamp and duration accessors.
+    pub(crate) enum Accessor {
+        FullYear = "getFullYear",
+        Month = "getMonth",
+        Date = "getDate",
+        DayOfMonth = "getDayOfMonth",
+        DayOfWeek = "getDayOfWeek",
+        DayOfYear = "getDayOfYear",
+        Hours = "getHours",
+        Minutes = "getMinutes",
+        Seconds = "getSeconds",
+        Milliseconds = "getMilliseconds",
     }
 }
 
-fn timestamp_accessor(name: &str, t: Timestamp, tz: &TimeZone) -> EvalResult {
+/// The timestamp and duration accessors (`getFullYear`, `getHours`, …).
+pub(super) fn accessor(f: Accessor, target: &Value, args: &[Value]) -> EvalResult {
+    match (target, args) {
+        (Value::Timestamp(t), []) => timestamp_accessor(f, *t, &TimeZone::UTC),
+        (Value::Timestamp(t), [Value::String(tz)]) => timestamp_accessor(f, *t, &time_zone(tz)?),
+        (Value::Duration(d), []) => duration_accessor(f, *d),
+        _ => Err(no_overload(f.name())),
+    }
+}
+
+fn timestamp_accessor(f: Accessor, t: Timestamp, tz: &TimeZone) -> EvalResult {
     let zoned = t.to_zoned(tz.clone());
-    let value = match name {
-        "getFullYear" => i64::from(zoned.year()),
-        "getMonth" => i64::from(zoned.month()) - 1,
-        "getDate" => i64::from(zoned.day()),
-        "getDayOfMonth" => i64::from(zoned.day()) - 1,
-        "getDayOfWeek" => i64::from(zoned.weekday().to_sunday_zero_offset()),
-        "getDayOfYear" => i64::from(zoned.day_of_year()) - 1,
-        "getHours" => i64::from(zoned.hour()),
-        "getMinutes" => i64::from(zoned.minute()),
-        "getSeconds" => i64::from(zoned.second()),
-        "getMilliseconds" => i64::from(zoned.subsec_nanosecond()) / 1_000_000,
-        _ => return Err(no_overload(name)),
+    let value = match f {
+        Accessor::FullYear => i64::from(zoned.year()),
+        Accessor::Month => i64::from(zoned.month()) - 1,
+        Accessor::Date => i64::from(zoned.day()),
+        Accessor::DayOfMonth => i64::from(zoned.day()) - 1,
+        Accessor::DayOfWeek => i64::from(zoned.weekday().to_sunday_zero_offset()),
+        Accessor::DayOfYear => i64::from(zoned.day_of_year()) - 1,
+        Accessor::Hours => i64::from(zoned.hour()),
+        Accessor::Minutes => i64::from(zoned.minute()),
+        Accessor::Seconds => i64::from(zoned.second()),
+        Accessor::Milliseconds => i64::from(zoned.subsec_nanosecond()) / 1_000_000,
     };
     Ok(Value::Int(value))
 }
 
-fn duration_accessor(name: &str, d: SignedDuration) -> EvalResult {
+fn duration_accessor(f: Accessor, d: SignedDuration) -> EvalResult {
     let nanos = duration_nanos(d);
-    let value = match name {
-        "getHours" => nanos / (3600 * NANOS_PER_SECOND),
-        "getMinutes" => nanos / (60 * NANOS_PER_SECOND),
-        "getSeconds" => nanos / NANOS_PER_SECOND,
+    let value = match f {
+        Accessor::Hours => nanos / (3600 * NANOS_PER_SECOND),
+        Accessor::Minutes => nanos / (60 * NANOS_PER_SECOND),
+        Accessor::Seconds => nanos / NANOS_PER_SECOND,
         // The milliseconds *component*, as cel-go and the conformance suite define it.
-        "getMilliseconds" => (nanos % NANOS_PER_SECOND) / 1_000_000,
-        _ => return Err(no_overload(name)),
+        Accessor::Milliseconds => (nanos % NANOS_PER_SECOND) / 1_000_000,
+        _ => return Err(no_overload(f.name())),
     };
     i64::try_from(value)
         .map(Value::Int)

@@ -31,18 +31,30 @@ const UNPADDED: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
-/// Global functions of the library.
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Base64Decode = "base64.decode",
+        Base64Encode = "base64.encode",
+    }
+}
+
+/// Global functions of the library, by name.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    match name {
-        "base64.encode" => Some(match args {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    match f {
+        Global::Base64Encode => Some(match args {
             [Value::Bytes(b)] => Ok(Value::string(encode(b))),
-            _ => Err(no_overload(name)),
+            _ => Err(no_overload(f.name())),
         }),
-        "base64.decode" => Some(match args {
+        Global::Base64Decode => Some(match args {
             [Value::String(s)] => decode(s).map(|b| Value::Bytes(Arc::from(b))),
-            _ => Err(no_overload(name)),
+            _ => Err(no_overload(f.name())),
         }),
-        _ => None,
     }
 }
 

@@ -9,52 +9,68 @@ use super::{CallResult, MAX_OUTPUT_ELEMENTS, invalid, no_overload, too_large};
 use crate::error::EvalError;
 use crate::value::{CelType, Value};
 
-/// Global functions of the library.
-pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    match name {
-        "lists.range" => Some(match args {
-            [Value::Int(n)] => range(*n),
-            _ => Err(no_overload(name)),
-        }),
-        _ => None,
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Range = "lists.range",
     }
 }
 
-/// Member functions of the library.
-pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
-    let known = matches!(
-        name,
-        "slice"
-            | "flatten"
-            | "sort"
-            | "distinct"
-            | "reverse"
-            | "first"
-            | "last"
-            | "@sortByAssociatedKeys"
-    );
-    if !known {
-        return None;
+super::function_ids! {
+    /// The member functions of the library.
+    pub(crate) enum Member {
+        Slice = "slice",
+        Flatten = "flatten",
+        Sort = "sort",
+        Distinct = "distinct",
+        Reverse = "reverse",
+        First = "first",
+        Last = "last",
+        SortByAssociatedKeys = "@sortByAssociatedKeys",
     }
+}
+
+/// Global functions of the library, by name.
+pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    match f {
+        Global::Range => Some(match args {
+            [Value::Int(n)] => range(*n),
+            _ => Err(no_overload(f.name())),
+        }),
+    }
+}
+
+/// Member functions of the library, by name.
+pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
+    Member::from_name(name).and_then(|f| call_member(f, target, args))
+}
+
+/// Calls a member function of the library.
+pub(super) fn call_member(f: Member, target: &Value, args: &[Value]) -> CallResult {
     let Value::List(list) = target else {
-        return Some(Err(no_overload(name)));
+        return Some(Err(no_overload(f.name())));
     };
-    Some(match (name, args) {
-        ("slice", [Value::Int(start), Value::Int(end)]) => slice(list, *start, *end),
-        ("flatten", []) => flatten_list(list, 1),
-        ("flatten", [Value::Int(depth)]) => {
+    Some(match (f, args) {
+        (Member::Slice, [Value::Int(start), Value::Int(end)]) => slice(list, *start, *end),
+        (Member::Flatten, []) => flatten_list(list, 1),
+        (Member::Flatten, [Value::Int(depth)]) => {
             if *depth < 0 {
                 Err(invalid("flatten: level must be non-negative"))
             } else {
                 flatten_list(list, *depth)
             }
         }
-        ("sort", []) => sort(list),
-        ("distinct", []) => Ok(distinct(list)),
-        ("reverse", []) => Ok(Value::list(list.iter().rev().cloned().collect())),
-        ("first", []) => Ok(Value::Optional(list.first().cloned().map(Arc::new))),
-        ("last", []) => Ok(Value::Optional(list.last().cloned().map(Arc::new))),
-        _ => Err(no_overload(name)),
+        (Member::Sort, []) => sort(list),
+        (Member::Distinct, []) => Ok(distinct(list)),
+        (Member::Reverse, []) => Ok(Value::list(list.iter().rev().cloned().collect())),
+        (Member::First, []) => Ok(Value::Optional(list.first().cloned().map(Arc::new))),
+        (Member::Last, []) => Ok(Value::Optional(list.last().cloned().map(Arc::new))),
+        _ => Err(no_overload(f.name())),
     })
 }
 

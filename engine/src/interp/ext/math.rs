@@ -7,47 +7,76 @@ use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
-/// Global functions of the library.
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Greatest = "math.greatest",
+        Least = "math.least",
+        Ceil = "math.ceil",
+        Floor = "math.floor",
+        Round = "math.round",
+        Trunc = "math.trunc",
+        Abs = "math.abs",
+        Sign = "math.sign",
+        IsNaN = "math.isNaN",
+        IsInf = "math.isInf",
+        IsFinite = "math.isFinite",
+        BitAnd = "math.bitAnd",
+        BitOr = "math.bitOr",
+        BitXor = "math.bitXor",
+        BitNot = "math.bitNot",
+        BitShiftLeft = "math.bitShiftLeft",
+        BitShiftRight = "math.bitShiftRight",
+        Sqrt = "math.sqrt",
+    }
+}
+
+/// Global functions of the library, by name.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    let result = match name {
-        "math.greatest" => extremum(name, args, Ordering::Greater),
-        "math.least" => extremum(name, args, Ordering::Less),
-        "math.ceil" => double_op(name, args, f64::ceil),
-        "math.floor" => double_op(name, args, f64::floor),
-        "math.round" => double_op(name, args, f64::round),
-        "math.trunc" => double_op(name, args, f64::trunc),
-        "math.abs" => match args {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    let name = f.name();
+    let result = match f {
+        Global::Greatest => extremum(name, args, Ordering::Greater),
+        Global::Least => extremum(name, args, Ordering::Less),
+        Global::Ceil => double_op(name, args, f64::ceil),
+        Global::Floor => double_op(name, args, f64::floor),
+        Global::Round => double_op(name, args, f64::round),
+        Global::Trunc => double_op(name, args, f64::trunc),
+        Global::Abs => match args {
             [Value::Int(i)] => i.checked_abs().map(Value::Int).ok_or(EvalError::Overflow),
             [Value::Uint(u)] => Ok(Value::Uint(*u)),
             [Value::Double(d)] => Ok(Value::Double(d.abs())),
             _ => Err(no_overload(name)),
         },
-        "math.sign" => match args {
+        Global::Sign => match args {
             [Value::Int(i)] => Ok(Value::Int(i.signum())),
             [Value::Uint(u)] => Ok(Value::Uint(u64::from(*u > 0))),
             [Value::Double(d)] => Ok(Value::Double(double_sign(*d))),
             _ => Err(no_overload(name)),
         },
-        "math.isNaN" => double_test(name, args, f64::is_nan),
-        "math.isInf" => double_test(name, args, f64::is_infinite),
-        "math.isFinite" => double_test(name, args, f64::is_finite),
-        "math.bitAnd" => bitwise(name, args, |a, b| a & b),
-        "math.bitOr" => bitwise(name, args, |a, b| a | b),
-        "math.bitXor" => bitwise(name, args, |a, b| a ^ b),
-        "math.bitNot" => match args {
+        Global::IsNaN => double_test(name, args, f64::is_nan),
+        Global::IsInf => double_test(name, args, f64::is_infinite),
+        Global::IsFinite => double_test(name, args, f64::is_finite),
+        Global::BitAnd => bitwise(name, args, |a, b| a & b),
+        Global::BitOr => bitwise(name, args, |a, b| a | b),
+        Global::BitXor => bitwise(name, args, |a, b| a ^ b),
+        Global::BitNot => match args {
             [Value::Int(i)] => Ok(Value::Int(!i)),
             [Value::Uint(u)] => Ok(Value::Uint(!u)),
             _ => Err(no_overload(name)),
         },
-        "math.bitShiftLeft" => shift(name, args, true),
-        "math.bitShiftRight" => shift(name, args, false),
-        "math.sqrt" => match args {
+        Global::BitShiftLeft => shift(name, args, true),
+        Global::BitShiftRight => shift(name, args, false),
+        Global::Sqrt => match args {
             [Value::Int(i)] => Ok(Value::Double((*i as f64).sqrt())),
             [Value::Uint(u)] => Ok(Value::Double((*u as f64).sqrt())),
             [Value::Double(d)] => Ok(Value::Double(d.sqrt())),
             _ => Err(no_overload(name)),
         },
-        _ => return None,
     };
     Some(result)
 }

@@ -22,6 +22,41 @@
 //! and `ngrok` (the Traffic Policy functions that need no request). Every function that builds
 //! a value checks its size against a cap first, so no input makes one allocate without bound.
 
+/// Declares a library's functions as an enum of ids, each with its CEL name: `from_name` is the
+/// one by-name lookup (at compile time, or in the reference interpreter's dispatch), `name` the
+/// name for error messages.
+macro_rules! function_ids {
+    ($(#[$meta:meta])* $vis:vis enum $ty:ident { $($(#[$vmeta:meta])* $variant:ident = $name:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $ty {
+            $($(#[$vmeta])* #[doc = concat!("`", $name, "`")] $variant),*
+        }
+
+        impl $ty {
+            /// Every function with its name.
+            #[allow(dead_code)]
+            pub(crate) const ALL: &'static [($ty, &'static str)] = &[$(($ty::$variant, $name)),*];
+
+            /// The function of a CEL name.
+            #[must_use]
+            #[allow(dead_code)]
+            pub(crate) fn from_name(name: &str) -> Option<Self> {
+                Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+            }
+
+            /// The CEL name.
+            #[must_use]
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),*
+                }
+            }
+        }
+    };
+}
+pub(crate) use function_ids;
+
 mod encoders;
 mod lists;
 mod math;
@@ -130,6 +165,129 @@ pub fn call(
             .or_else(|| optionals::member(name, target, args))
             .or_else(|| ngrok::member(name, target, args)),
     }
+}
+
+/// An extension function resolved at compile time (see [`resolve_global`] and
+/// [`resolve_member`]): calling it matches on ids, never on names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExtFn {
+    /// A global function of the encoders library.
+    Encoders(encoders::Global),
+    /// A global function of the lists library.
+    ListsGlobal(lists::Global),
+    /// A member function of the lists library.
+    Lists(lists::Member),
+    /// A global function of the math library.
+    Math(math::Global),
+    /// A global function of the network library.
+    NetworkGlobal(network::Global),
+    /// A member function of the network library.
+    Network(network::Member),
+    /// A global function of the optionals library.
+    OptionalsGlobal(optionals::Global),
+    /// A member function of the optionals library.
+    Optionals(optionals::Member),
+    /// A global function of the strings library.
+    StringsGlobal(strings::Global),
+    /// A member function of the strings library.
+    Strings(strings::Member),
+    /// A global function of the Traffic Policy library.
+    NgrokGlobal(ngrok::Global),
+    /// A member function of the Traffic Policy library.
+    Ngrok(ngrok::Member),
+}
+
+impl ExtFn {
+    /// The function's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ExtFn::Encoders(f) => f.name(),
+            ExtFn::ListsGlobal(f) => f.name(),
+            ExtFn::Lists(f) => f.name(),
+            ExtFn::Math(f) => f.name(),
+            ExtFn::NetworkGlobal(f) => f.name(),
+            ExtFn::Network(f) => f.name(),
+            ExtFn::OptionalsGlobal(f) => f.name(),
+            ExtFn::Optionals(f) => f.name(),
+            ExtFn::StringsGlobal(f) => f.name(),
+            ExtFn::Strings(f) => f.name(),
+            ExtFn::NgrokGlobal(f) => f.name(),
+            ExtFn::Ngrok(f) => f.name(),
+        }
+    }
+
+    /// Calls the function: `target` is the receiver of a member function (ignored by global
+    /// ones). `None` when the function does not take this receiver (`reverse` of the strings
+    /// library on a list: the next candidate of [`resolve_member`] is asked).
+    pub(crate) fn call(self, target: Option<&Value>, args: &[Value]) -> CallResult {
+        let member = |f: &dyn Fn(&Value) -> CallResult| target.and_then(f);
+        match self {
+            ExtFn::Encoders(f) => encoders::call_global(f, args),
+            ExtFn::ListsGlobal(f) => lists::call_global(f, args),
+            ExtFn::Lists(f) => member(&|t| lists::call_member(f, t, args)),
+            ExtFn::Math(f) => math::call_global(f, args),
+            ExtFn::NetworkGlobal(f) => network::call_global(f, args),
+            ExtFn::Network(f) => member(&|t| network::call_member(f, t, args)),
+            ExtFn::OptionalsGlobal(f) => optionals::call_global(f, args),
+            ExtFn::Optionals(f) => member(&|t| optionals::call_member(f, t, args)),
+            ExtFn::StringsGlobal(f) => strings::call_global(f, args),
+            ExtFn::Strings(f) => member(&|t| strings::call_member(f, t, args)),
+            ExtFn::NgrokGlobal(f) => ngrok::call_global(f, args),
+            ExtFn::Ngrok(f) => member(&|t| ngrok::call_member(f, t, args)),
+        }
+    }
+}
+
+/// The global extension function `name` (e.g. `base64.encode`), as [`call`] with no receiver
+/// dispatches it; `None` when there is none.
+pub(crate) fn resolve_global(name: &str) -> Option<ExtFn> {
+    if !is_function(name) {
+        return None;
+    }
+    encoders::Global::from_name(name)
+        .map(ExtFn::Encoders)
+        .or_else(|| lists::Global::from_name(name).map(ExtFn::ListsGlobal))
+        .or_else(|| math::Global::from_name(name).map(ExtFn::Math))
+        .or_else(|| network::Global::from_name(name).map(ExtFn::NetworkGlobal))
+        .or_else(|| optionals::Global::from_name(name).map(ExtFn::OptionalsGlobal))
+        .or_else(|| strings::Global::from_name(name).map(ExtFn::StringsGlobal))
+        .or_else(|| ngrok::Global::from_name(name).map(ExtFn::NgrokGlobal))
+}
+
+/// The member extension functions named `name`, in the order [`call`] with a receiver tries
+/// them (the first that takes the receiver answers).
+pub(crate) fn resolve_member(name: &str) -> Vec<ExtFn> {
+    [
+        strings::Member::from_name(name).map(ExtFn::Strings),
+        lists::Member::from_name(name).map(ExtFn::Lists),
+        network::Member::from_name(name).map(ExtFn::Network),
+        optionals::Member::from_name(name).map(ExtFn::Optionals),
+        ngrok::Member::from_name(name).map(ExtFn::Ngrok),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Every extension function name (global and member), for tests.
+#[cfg(test)]
+pub(crate) fn all_names() -> Vec<&'static str> {
+    fn names<T>(all: &'static [(T, &'static str)]) -> impl Iterator<Item = &'static str> {
+        all.iter().map(|(_, n)| *n)
+    }
+    names(encoders::Global::ALL)
+        .chain(names(lists::Global::ALL))
+        .chain(names(lists::Member::ALL))
+        .chain(names(math::Global::ALL))
+        .chain(names(network::Global::ALL))
+        .chain(names(network::Member::ALL))
+        .chain(names(optionals::Global::ALL))
+        .chain(names(optionals::Member::ALL))
+        .chain(names(strings::Global::ALL))
+        .chain(names(strings::Member::ALL))
+        .chain(names(ngrok::Global::ALL))
+        .chain(names(ngrok::Member::ALL))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

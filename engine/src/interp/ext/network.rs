@@ -17,65 +17,85 @@ use super::{CallResult, arg_str, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
-/// Global functions of the library.
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Ip = "ip",
+        Cidr = "cidr",
+        IsIp = "isIP",
+        IsCidr = "isCIDR",
+        IsCanonical = "ip.isCanonical",
+    }
+}
+
+super::function_ids! {
+    /// The member functions of the library.
+    pub(crate) enum Member {
+        Family = "family",
+        IsUnspecified = "isUnspecified",
+        IsLoopback = "isLoopback",
+        IsGlobalUnicast = "isGlobalUnicast",
+        IsLinkLocalMulticast = "isLinkLocalMulticast",
+        IsLinkLocalUnicast = "isLinkLocalUnicast",
+        ContainsIp = "containsIP",
+        ContainsCidr = "containsCIDR",
+        Ip = "ip",
+        Masked = "masked",
+        PrefixLength = "prefixLength",
+    }
+}
+
+/// Global functions of the library, by name.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
     let Some(text) = arg_str(args, 0).filter(|_| args.len() == 1) else {
-        return match name {
-            "ip" | "cidr" | "isIP" | "isCIDR" | "ip.isCanonical" => Some(Err(no_overload(name))),
-            _ => None,
-        };
+        return Some(Err(no_overload(f.name())));
     };
-    let result = match name {
-        "ip" => parse_ip(text).map(Value::Ip),
-        "cidr" => parse_cidr(text).map(Value::Cidr),
-        "isIP" => Ok(Value::Bool(parse_ip(text).is_ok())),
-        "isCIDR" => Ok(Value::Bool(parse_cidr(text).is_ok())),
-        "ip.isCanonical" => parse_ip(text).map(|ip| Value::Bool(ip_to_string(&ip) == text)),
-        _ => return None,
+    let result = match f {
+        Global::Ip => parse_ip(text).map(Value::Ip),
+        Global::Cidr => parse_cidr(text).map(Value::Cidr),
+        Global::IsIp => Ok(Value::Bool(parse_ip(text).is_ok())),
+        Global::IsCidr => Ok(Value::Bool(parse_cidr(text).is_ok())),
+        Global::IsCanonical => parse_ip(text).map(|ip| Value::Bool(ip_to_string(&ip) == text)),
     };
     Some(result)
 }
 
-/// Member functions of `net.IP` and `net.CIDR` values.
+/// Member functions of the library, by name.
 pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
-    let known = matches!(
-        name,
-        "family"
-            | "isUnspecified"
-            | "isLoopback"
-            | "isGlobalUnicast"
-            | "isLinkLocalMulticast"
-            | "isLinkLocalUnicast"
-            | "containsIP"
-            | "containsCIDR"
-            | "ip"
-            | "masked"
-            | "prefixLength"
-    );
-    if !known {
-        return None;
-    }
-    Some(match (name, target, args) {
-        ("family", Value::Ip(ip), []) => Ok(Value::Int(if ip.is_ipv4() { 4 } else { 6 })),
-        ("isUnspecified", Value::Ip(ip), []) => Ok(Value::Bool(ip.is_unspecified())),
-        ("isLoopback", Value::Ip(ip), []) => Ok(Value::Bool(ip.is_loopback())),
-        ("isGlobalUnicast", Value::Ip(ip), []) => Ok(Value::Bool(is_global_unicast(ip))),
-        ("isLinkLocalMulticast", Value::Ip(ip), []) => Ok(Value::Bool(is_link_local_multicast(ip))),
-        ("isLinkLocalUnicast", Value::Ip(ip), []) => Ok(Value::Bool(is_link_local_unicast(ip))),
-        ("containsIP", Value::Cidr(net), [Value::Ip(ip)]) => Ok(Value::Bool(net.contains(ip))),
-        ("containsIP", Value::Cidr(net), [Value::String(s)]) => {
+    Member::from_name(name).and_then(|f| call_member(f, target, args))
+}
+
+/// Calls a member function of the library.
+pub(super) fn call_member(f: Member, target: &Value, args: &[Value]) -> CallResult {
+    use Member as M;
+    Some(match (f, target, args) {
+        (M::Family, Value::Ip(ip), []) => Ok(Value::Int(if ip.is_ipv4() { 4 } else { 6 })),
+        (M::IsUnspecified, Value::Ip(ip), []) => Ok(Value::Bool(ip.is_unspecified())),
+        (M::IsLoopback, Value::Ip(ip), []) => Ok(Value::Bool(ip.is_loopback())),
+        (M::IsGlobalUnicast, Value::Ip(ip), []) => Ok(Value::Bool(is_global_unicast(ip))),
+        (M::IsLinkLocalMulticast, Value::Ip(ip), []) => {
+            Ok(Value::Bool(is_link_local_multicast(ip)))
+        }
+        (M::IsLinkLocalUnicast, Value::Ip(ip), []) => Ok(Value::Bool(is_link_local_unicast(ip))),
+        (M::ContainsIp, Value::Cidr(net), [Value::Ip(ip)]) => Ok(Value::Bool(net.contains(ip))),
+        (M::ContainsIp, Value::Cidr(net), [Value::String(s)]) => {
             parse_ip(s).map(|ip| Value::Bool(net.contains(&ip)))
         }
-        ("containsCIDR", Value::Cidr(net), [Value::Cidr(other)]) => {
+        (M::ContainsCidr, Value::Cidr(net), [Value::Cidr(other)]) => {
             Ok(Value::Bool(contains_cidr(net, other)))
         }
-        ("containsCIDR", Value::Cidr(net), [Value::String(s)]) => {
+        (M::ContainsCidr, Value::Cidr(net), [Value::String(s)]) => {
             parse_cidr(s).map(|other| Value::Bool(contains_cidr(net, &other)))
         }
-        ("ip", Value::Cidr(net), []) => Ok(Value::Ip(net.addr())),
-        ("masked", Value::Cidr(net), []) => Ok(Value::Cidr(net.trunc())),
-        ("prefixLength", Value::Cidr(net), []) => Ok(Value::Int(i64::from(net.prefix_len()))),
-        _ => Err(no_overload(name)),
+        (M::Ip, Value::Cidr(net), []) => Ok(Value::Ip(net.addr())),
+        (M::Masked, Value::Cidr(net), []) => Ok(Value::Cidr(net.trunc())),
+        (M::PrefixLength, Value::Cidr(net), []) => Ok(Value::Int(i64::from(net.prefix_len()))),
+        _ => Err(no_overload(f.name())),
     })
 }
 

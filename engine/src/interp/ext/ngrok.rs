@@ -37,123 +37,194 @@ use super::{
 use crate::error::EvalError;
 use crate::value::{Key, Value};
 
-/// The names of the digest functions (global `hash.<name>` and member `<name>()`).
-const DIGESTS: &[&str] = &[
-    "crc32", "crc64", "md5", "sha1", "sha256", "sha512", "xxhash64",
-];
+super::function_ids! {
+    /// The digest algorithms (global `hash.<name>` and member `<name>()`).
+    pub(crate) enum Digest {
+        Crc32 = "crc32",
+        Crc64 = "crc64",
+        Md5 = "md5",
+        Sha1 = "sha1",
+        Sha256 = "sha256",
+        Sha512 = "sha512",
+        Xxhash64 = "xxhash64",
+    }
+}
 
-/// Global functions.
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        HashCrc32 = "hash.crc32",
+        HashCrc64 = "hash.crc64",
+        HashMd5 = "hash.md5",
+        HashSha1 = "hash.sha1",
+        HashSha256 = "hash.sha256",
+        HashSha512 = "hash.sha512",
+        HashXxhash64 = "hash.xxhash64",
+        InCidrRange = "inCidrRange",
+        InCidrRanges = "inCidrRanges",
+        BasicAuthEncode = "basic_auth.encode",
+        JsonDecode = "json.decode",
+        JsonEncode = "json.encode",
+        QueryStringDecode = "queryString.decode",
+        QueryStringEncode = "queryString.encode",
+        UrlEscape = "url.escape",
+        UrlUnescape = "url.unescape",
+        UrlParse = "url.parse",
+        RandDouble = "rand.double",
+        RandInt = "rand.int",
+    }
+}
+
+super::function_ids! {
+    /// The member functions of the library.
+    pub(crate) enum Member {
+        Crc32 = "crc32",
+        Crc64 = "crc64",
+        Md5 = "md5",
+        Sha1 = "sha1",
+        Sha256 = "sha256",
+        Sha512 = "sha512",
+        Xxhash64 = "xxhash64",
+        EncodeJson = "encodeJson",
+        DecodeJson = "decodeJson",
+        IsJson = "isJson",
+        EncodeQueryString = "encodeQueryString",
+        DecodeQueryString = "decodeQueryString",
+        IsQueryString = "isQueryString",
+        Lower = "lower",
+        Upper = "upper",
+        EncodeBase64 = "encodeBase64",
+        DecodeBase64 = "decodeBase64",
+        EscapeUrl = "escapeUrl",
+        UnescapeUrl = "unescapeUrl",
+        ParseUrl = "parseUrl",
+        IsUrl = "isURL",
+        IsPrivateIp = "isPrivateIp",
+    }
+}
+
+impl Global {
+    fn digest(self) -> Option<Digest> {
+        Some(match self {
+            Global::HashCrc32 => Digest::Crc32,
+            Global::HashCrc64 => Digest::Crc64,
+            Global::HashMd5 => Digest::Md5,
+            Global::HashSha1 => Digest::Sha1,
+            Global::HashSha256 => Digest::Sha256,
+            Global::HashSha512 => Digest::Sha512,
+            Global::HashXxhash64 => Digest::Xxhash64,
+            _ => return None,
+        })
+    }
+}
+
+impl Member {
+    fn digest(self) -> Option<Digest> {
+        Some(match self {
+            Member::Crc32 => Digest::Crc32,
+            Member::Crc64 => Digest::Crc64,
+            Member::Md5 => Digest::Md5,
+            Member::Sha1 => Digest::Sha1,
+            Member::Sha256 => Digest::Sha256,
+            Member::Sha512 => Digest::Sha512,
+            Member::Xxhash64 => Digest::Xxhash64,
+            _ => return None,
+        })
+    }
+}
+
+/// Global functions, by name.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    if let Some(digest) = name.strip_prefix("hash.") {
-        if !DIGESTS.contains(&digest) {
-            return None;
-        }
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    if let Some(digest) = f.digest() {
         return Some(match args {
             [input] => hash(digest, input, None),
             [input, format] => hash(digest, input, Some(format)),
-            _ => Err(no_overload(name)),
+            _ => Err(no_overload(f.name())),
         });
     }
-    let result = match (name, args) {
-        ("inCidrRange", [ip, cidr]) => in_cidr_range(ip, cidr),
-        ("inCidrRanges", [ip, Value::List(cidrs)]) => in_cidr_ranges(ip, cidrs),
-        ("basic_auth.encode", [Value::String(user), Value::String(password)]) => {
+    let result = match (f, args) {
+        (Global::InCidrRange, [ip, cidr]) => in_cidr_range(ip, cidr),
+        (Global::InCidrRanges, [ip, Value::List(cidrs)]) => in_cidr_ranges(ip, cidrs),
+        (Global::BasicAuthEncode, [Value::String(user), Value::String(password)]) => {
             Ok(Value::string(format!(
                 "Basic {}",
                 encoders::encode(format!("{user}:{password}").as_bytes())
             )))
         }
-        ("json.decode", [Value::String(text)]) => json_decode(text),
-        ("json.encode", [value]) => json_encode(value).map(Value::string),
-        ("queryString.decode", [Value::String(text)]) => parse_query(text),
-        ("queryString.encode", [value]) => encode_query(value).map(Value::string),
-        ("url.escape", [Value::String(text)]) => Ok(Value::string(query_escape(text))),
-        ("url.unescape", [Value::String(text)]) => query_unescape(text).map(Value::string),
-        ("url.parse", [Value::String(text)]) => parse_url(text).map(|u| u.into_value()),
-        ("rand.double", []) => Ok(Value::Double(rand::random::<f64>())),
-        ("rand.int", []) => random_int(0, 1),
-        ("rand.int", [Value::Int(min), Value::Int(max)]) => random_int(*min, *max),
-        (
-            "inCidrRange" | "inCidrRanges" | "basic_auth.encode" | "json.decode" | "json.encode"
-            | "queryString.decode" | "queryString.encode" | "url.escape" | "url.unescape"
-            | "url.parse" | "rand.double" | "rand.int",
-            _,
-        ) => Err(no_overload(name)),
-        _ => return None,
+        (Global::JsonDecode, [Value::String(text)]) => json_decode(text),
+        (Global::JsonEncode, [value]) => json_encode(value).map(Value::string),
+        (Global::QueryStringDecode, [Value::String(text)]) => parse_query(text),
+        (Global::QueryStringEncode, [value]) => encode_query(value).map(Value::string),
+        (Global::UrlEscape, [Value::String(text)]) => Ok(Value::string(query_escape(text))),
+        (Global::UrlUnescape, [Value::String(text)]) => query_unescape(text).map(Value::string),
+        (Global::UrlParse, [Value::String(text)]) => parse_url(text).map(|u| u.into_value()),
+        (Global::RandDouble, []) => Ok(Value::Double(rand::random::<f64>())),
+        (Global::RandInt, []) => random_int(0, 1),
+        (Global::RandInt, [Value::Int(min), Value::Int(max)]) => random_int(*min, *max),
+        _ => Err(no_overload(f.name())),
     };
     Some(result)
 }
 
-/// Member functions.
+/// Member functions, by name.
 pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
-    if DIGESTS.contains(&name) {
+    Member::from_name(name).and_then(|f| call_member(f, target, args))
+}
+
+/// Calls a member function.
+pub(super) fn call_member(f: Member, target: &Value, args: &[Value]) -> CallResult {
+    if let Some(digest) = f.digest() {
         return Some(match args {
-            [] => hash(name, target, None),
-            [format] => hash(name, target, Some(format)),
-            _ => Err(no_overload(name)),
+            [] => hash(digest, target, None),
+            [format] => hash(digest, target, Some(format)),
+            _ => Err(no_overload(f.name())),
         });
     }
-    let known = matches!(
-        name,
-        "encodeJson"
-            | "decodeJson"
-            | "isJson"
-            | "encodeQueryString"
-            | "decodeQueryString"
-            | "isQueryString"
-            | "lower"
-            | "upper"
-            | "encodeBase64"
-            | "decodeBase64"
-            | "escapeUrl"
-            | "unescapeUrl"
-            | "parseUrl"
-            | "isURL"
-            | "isPrivateIp"
-    );
-    if !known {
-        return None;
-    }
-    if name == "encodeJson" || name == "encodeQueryString" {
+    if f == Member::EncodeJson || f == Member::EncodeQueryString {
         if !args.is_empty() {
-            return Some(Err(no_overload(name)));
+            return Some(Err(no_overload(f.name())));
         }
-        return Some(if name == "encodeJson" {
+        return Some(if f == Member::EncodeJson {
             json_encode(target).map(Value::string)
         } else {
             encode_query(target).map(Value::string)
         });
     }
     let (Value::String(s), []) = (target, args) else {
-        return Some(Err(no_overload(name)));
+        return Some(Err(no_overload(f.name())));
     };
     let s: &str = s;
-    Some(match name {
-        "decodeJson" => json_decode(s),
-        "isJson" => Ok(Value::Bool(
+    Some(match f {
+        Member::DecodeJson => json_decode(s),
+        Member::IsJson => Ok(Value::Bool(
             serde_json::from_str::<serde_json::Value>(s).is_ok(),
         )),
-        "decodeQueryString" => parse_query(s),
-        "isQueryString" => Ok(Value::Bool(parse_query(s).is_ok())),
-        "lower" => Ok(Value::string(s.to_lowercase())),
-        "upper" => Ok(Value::string(s.to_uppercase())),
-        "encodeBase64" => Ok(Value::string(encoders::encode(s.as_bytes()))),
-        "decodeBase64" => encoders::decode(s).and_then(|bytes| {
+        Member::DecodeQueryString => parse_query(s),
+        Member::IsQueryString => Ok(Value::Bool(parse_query(s).is_ok())),
+        Member::Lower => Ok(Value::string(s.to_lowercase())),
+        Member::Upper => Ok(Value::string(s.to_uppercase())),
+        Member::EncodeBase64 => Ok(Value::string(encoders::encode(s.as_bytes()))),
+        Member::DecodeBase64 => encoders::decode(s).and_then(|bytes| {
             String::from_utf8(bytes)
                 .map(Value::string)
                 .map_err(|_| invalid("decodeBase64: the decoded bytes are not valid UTF-8"))
         }),
-        "escapeUrl" => Ok(Value::string(query_escape(s))),
-        "unescapeUrl" => query_unescape(s).map(Value::string),
-        "parseUrl" => parse_url(s).map(|u| u.into_value()),
-        "isURL" => Ok(Value::Bool(
+        Member::EscapeUrl => Ok(Value::string(query_escape(s))),
+        Member::UnescapeUrl => query_unescape(s).map(Value::string),
+        Member::ParseUrl => parse_url(s).map(|u| u.into_value()),
+        Member::IsUrl => Ok(Value::Bool(
             parse_url(s).is_ok_and(|u| !u.scheme.is_empty() && !u.host.is_empty()),
         )),
-        "isPrivateIp" => Ok(Value::Bool(matches!(
+        Member::IsPrivateIp => Ok(Value::Bool(matches!(
             s.parse::<IpAddr>(),
             Ok(IpAddr::V4(v4)) if network::is_rfc1918(&v4)
         ))),
-        _ => Err(no_overload(name)),
+        _ => Err(no_overload(f.name())),
     })
 }
 
@@ -213,7 +284,8 @@ fn in_cidr_ranges(ip: &Value, cidrs: &[Value]) -> Result<Value, EvalError> {
 // ---------------------------------------------------------------------------------------------
 
 /// The digest `algorithm` of a string or bytes, as hex (default) or base64 text.
-fn hash(algorithm: &str, input: &Value, format: Option<&Value>) -> Result<Value, EvalError> {
+fn hash(digest: Digest, input: &Value, format: Option<&Value>) -> Result<Value, EvalError> {
+    let algorithm = digest.name();
     let bytes: &[u8] = match input {
         Value::String(s) => s.as_bytes(),
         Value::Bytes(b) => b,
@@ -230,28 +302,27 @@ fn hash(algorithm: &str, input: &Value, format: Option<&Value>) -> Result<Value,
         }
         Some(_) => return Err(no_overload(algorithm)),
     };
-    let digest: Vec<u8> = match algorithm {
-        "crc32" => crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC)
+    let bytes_out: Vec<u8> = match digest {
+        Digest::Crc32 => crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC)
             .checksum(bytes)
             .to_be_bytes()
             .to_vec(),
-        "crc64" => crc::Crc::<u64>::new(&crc::CRC_64_GO_ISO)
+        Digest::Crc64 => crc::Crc::<u64>::new(&crc::CRC_64_GO_ISO)
             .checksum(bytes)
             .to_be_bytes()
             .to_vec(),
-        "md5" => md5::Md5::digest(bytes).to_vec(),
-        "sha1" => sha1::Sha1::digest(bytes).to_vec(),
-        "sha256" => sha2::Sha256::digest(bytes).to_vec(),
-        "sha512" => sha2::Sha512::digest(bytes).to_vec(),
-        "xxhash64" => twox_hash::XxHash64::oneshot(0, bytes)
+        Digest::Md5 => md5::Md5::digest(bytes).to_vec(),
+        Digest::Sha1 => sha1::Sha1::digest(bytes).to_vec(),
+        Digest::Sha256 => sha2::Sha256::digest(bytes).to_vec(),
+        Digest::Sha512 => sha2::Sha512::digest(bytes).to_vec(),
+        Digest::Xxhash64 => twox_hash::XxHash64::oneshot(0, bytes)
             .to_be_bytes()
             .to_vec(),
-        _ => return Err(no_overload(algorithm)),
     };
     Ok(Value::string(if base64 {
-        encoders::encode(&digest)
+        encoders::encode(&bytes_out)
     } else {
-        hex(&digest)
+        hex(&bytes_out)
     }))
 }
 

@@ -9,44 +9,71 @@ use super::{CallResult, invalid, no_overload};
 use crate::error::EvalError;
 use crate::value::Value;
 
-/// Global functions of the library.
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Of = "optional.of",
+        OfNonZeroValue = "optional.ofNonZeroValue",
+        None = "optional.none",
+        Unwrap = "optional.unwrap",
+    }
+}
+
+super::function_ids! {
+    /// The member functions of the library.
+    pub(crate) enum Member {
+        HasValue = "hasValue",
+        Value = "value",
+        Or = "or",
+        OrValue = "orValue",
+        UnwrapOpt = "unwrapOpt",
+    }
+}
+
+/// Global functions of the library, by name.
 pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    let result = match (name, args) {
-        ("optional.of", [v]) => Ok(some(v.clone())),
-        ("optional.ofNonZeroValue", [v]) => Ok(if is_zero_value(v) {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    let result = match (f, args) {
+        (Global::Of, [v]) => Ok(some(v.clone())),
+        (Global::OfNonZeroValue, [v]) => Ok(if is_zero_value(v) {
             Value::Optional(None)
         } else {
             some(v.clone())
         }),
-        ("optional.none", []) => Ok(Value::Optional(None)),
-        ("optional.unwrap", [Value::List(items)]) => unwrap(items, name),
-        ("optional.of" | "optional.ofNonZeroValue" | "optional.none" | "optional.unwrap", _) => {
-            Err(no_overload(name))
-        }
-        _ => return None,
+        (Global::None, []) => Ok(Value::Optional(None)),
+        (Global::Unwrap, [Value::List(items)]) => unwrap(items, f.name()),
+        _ => Err(no_overload(f.name())),
     };
     Some(result)
 }
 
-/// Member functions of optional values (and `unwrapOpt` on lists of optionals).
+/// Member functions of the library, by name.
 pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
-    let result = match (name, target, args) {
-        ("hasValue", Value::Optional(o), []) => Ok(Value::Bool(o.is_some())),
-        ("value", Value::Optional(o), []) => match o {
+    Member::from_name(name).and_then(|f| call_member(f, target, args))
+}
+
+/// Calls a member function of the library.
+pub(super) fn call_member(f: Member, target: &Value, args: &[Value]) -> CallResult {
+    let result = match (f, target, args) {
+        (Member::HasValue, Value::Optional(o), []) => Ok(Value::Bool(o.is_some())),
+        (Member::Value, Value::Optional(o), []) => match o {
             Some(v) => Ok(Value::clone(v)),
             None => Err(invalid("optional.none() dereference")),
         },
-        ("or", Value::Optional(o), [Value::Optional(_)]) => Ok(match o {
+        (Member::Or, Value::Optional(o), [Value::Optional(_)]) => Ok(match o {
             Some(_) => target.clone(),
             None => args[0].clone(),
         }),
-        ("orValue", Value::Optional(o), [alternative]) => Ok(match o {
+        (Member::OrValue, Value::Optional(o), [alternative]) => Ok(match o {
             Some(v) => Value::clone(v),
             None => alternative.clone(),
         }),
-        ("unwrapOpt", Value::List(items), []) => unwrap(items, name),
-        ("hasValue" | "value" | "or" | "orValue" | "unwrapOpt", _, _) => Err(no_overload(name)),
-        _ => return None,
+        (Member::UnwrapOpt, Value::List(items), []) => unwrap(items, f.name()),
+        _ => Err(no_overload(f.name())),
     };
     Some(result)
 }

@@ -14,87 +14,107 @@ use crate::value::Value;
 /// The largest precision `format` accepts in `%.Nf` / `%.Ne` (keeps output bounded).
 const MAX_PRECISION: usize = 100;
 
-/// Global functions of the library.
-pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
-    match name {
-        "strings.quote" => Some(match args {
-            [Value::String(s)] => Ok(Value::string(quote(s))),
-            _ => Err(no_overload(name)),
-        }),
-        _ => None,
+super::function_ids! {
+    /// The global functions of the library.
+    pub(crate) enum Global {
+        Quote = "strings.quote",
     }
 }
 
-/// Member functions of the library.
+super::function_ids! {
+    /// The member functions of the library.
+    pub(crate) enum Member {
+        CharAt = "charAt",
+        IndexOf = "indexOf",
+        LastIndexOf = "lastIndexOf",
+        LowerAscii = "lowerAscii",
+        UpperAscii = "upperAscii",
+        Replace = "replace",
+        Split = "split",
+        Substring = "substring",
+        Trim = "trim",
+        Reverse = "reverse",
+        Format = "format",
+        Join = "join",
+    }
+}
+
+/// Global functions of the library, by name.
+pub(super) fn global(name: &str, args: &[Value]) -> CallResult {
+    Global::from_name(name).and_then(|f| call_global(f, args))
+}
+
+/// Calls a global function of the library.
+pub(super) fn call_global(f: Global, args: &[Value]) -> CallResult {
+    match f {
+        Global::Quote => Some(match args {
+            [Value::String(s)] => Ok(Value::string(quote(s))),
+            _ => Err(no_overload(f.name())),
+        }),
+    }
+}
+
+/// Member functions of the library, by name.
 pub(super) fn member(name: &str, target: &Value, args: &[Value]) -> CallResult {
-    if name == "join" {
+    Member::from_name(name).and_then(|f| call_member(f, target, args))
+}
+
+/// Calls a member function of the library: `None` for `reverse` on a non-string (the lists
+/// library's).
+pub(super) fn call_member(f: Member, target: &Value, args: &[Value]) -> CallResult {
+    if f == Member::Join {
         return Some(join(target, args));
     }
-    if name == "reverse" && !matches!(target, Value::String(_)) {
+    if f == Member::Reverse && !matches!(target, Value::String(_)) {
         // `reverse` on lists belongs to the lists library.
         return None;
     }
-    let known = matches!(
-        name,
-        "charAt"
-            | "indexOf"
-            | "lastIndexOf"
-            | "lowerAscii"
-            | "upperAscii"
-            | "replace"
-            | "split"
-            | "substring"
-            | "trim"
-            | "reverse"
-            | "format"
-    );
-    if !known {
-        return None;
-    }
     let Value::String(s) = target else {
-        return Some(Err(no_overload(name)));
+        return Some(Err(no_overload(f.name())));
     };
     let s: &str = s;
-    let result = match (name, args.len()) {
-        ("charAt", 1) => arg_int(args, 0).map(|i| char_at(s, i)),
-        ("indexOf", 1) => arg_str(args, 0).map(|sub| Ok(Value::Int(index_of(s, sub)))),
-        ("indexOf", 2) => arg_str(args, 0)
+    let result = match (f, args.len()) {
+        (Member::CharAt, 1) => arg_int(args, 0).map(|i| char_at(s, i)),
+        (Member::IndexOf, 1) => arg_str(args, 0).map(|sub| Ok(Value::Int(index_of(s, sub)))),
+        (Member::IndexOf, 2) => arg_str(args, 0)
             .zip(arg_int(args, 1))
             .map(|(sub, offset)| index_of_offset(s, sub, offset).map(Value::Int)),
-        ("lastIndexOf", 1) => arg_str(args, 0).map(|sub| Ok(Value::Int(last_index_of(s, sub)))),
-        ("lastIndexOf", 2) => arg_str(args, 0)
+        (Member::LastIndexOf, 1) => {
+            arg_str(args, 0).map(|sub| Ok(Value::Int(last_index_of(s, sub))))
+        }
+        (Member::LastIndexOf, 2) => arg_str(args, 0)
             .zip(arg_int(args, 1))
             .map(|(sub, offset)| last_index_of_offset(s, sub, offset).map(Value::Int)),
-        ("lowerAscii", 0) => Some(Ok(Value::string(s.to_ascii_lowercase()))),
-        ("upperAscii", 0) => Some(Ok(Value::string(s.to_ascii_uppercase()))),
-        ("replace", 2) => arg_str(args, 0)
+        (Member::LowerAscii, 0) => Some(Ok(Value::string(s.to_ascii_lowercase()))),
+        (Member::UpperAscii, 0) => Some(Ok(Value::string(s.to_ascii_uppercase()))),
+        (Member::Replace, 2) => arg_str(args, 0)
             .zip(arg_str(args, 1))
             .map(|(old, new)| replace_n(s, old, new, -1).map(Value::string)),
-        ("replace", 3) => match (arg_str(args, 0), arg_str(args, 1), arg_int(args, 2)) {
+        (Member::Replace, 3) => match (arg_str(args, 0), arg_str(args, 1), arg_int(args, 2)) {
             (Some(old), Some(new), Some(n)) => Some(replace_n(s, old, new, n).map(Value::string)),
             _ => None,
         },
         // Without a separator (an ngrok addition) the string is split around whitespace.
-        ("split", 0) => Some(Ok(Value::list(
+        (Member::Split, 0) => Some(Ok(Value::list(
             s.split_whitespace().map(Value::string).collect(),
         ))),
-        ("split", 1) => arg_str(args, 0).map(|sep| Ok(split_values(s, sep, -1))),
-        ("split", 2) => arg_str(args, 0)
+        (Member::Split, 1) => arg_str(args, 0).map(|sep| Ok(split_values(s, sep, -1))),
+        (Member::Split, 2) => arg_str(args, 0)
             .zip(arg_int(args, 1))
             .map(|(sep, n)| Ok(split_values(s, sep, n))),
-        ("substring", 1) => arg_int(args, 0).map(|start| substring(s, start, None)),
-        ("substring", 2) => arg_int(args, 0)
+        (Member::Substring, 1) => arg_int(args, 0).map(|start| substring(s, start, None)),
+        (Member::Substring, 2) => arg_int(args, 0)
             .zip(arg_int(args, 1))
             .map(|(start, end)| substring(s, start, Some(end))),
-        ("trim", 0) => Some(Ok(Value::string(s.trim()))),
-        ("reverse", 0) => Some(Ok(Value::string(s.chars().rev().collect::<String>()))),
-        ("format", 1) => match &args[0] {
+        (Member::Trim, 0) => Some(Ok(Value::string(s.trim()))),
+        (Member::Reverse, 0) => Some(Ok(Value::string(s.chars().rev().collect::<String>()))),
+        (Member::Format, 1) => match &args[0] {
             Value::List(items) => Some(format(s, items).map(Value::string)),
             _ => None,
         },
         _ => None,
     };
-    Some(result.unwrap_or_else(|| Err(no_overload(name))))
+    Some(result.unwrap_or_else(|| Err(no_overload(f.name()))))
 }
 
 /// `<list<string>>.join([separator])`.
