@@ -9,7 +9,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use wicket_benches::{
     SIMPLE, cel_cidr_list, cel_context, cel_programs, cel_run, cidr_expr, client_ip_rules, compare,
-    host_path_rules, non_indexable_rules, program, request, restrict_ips_program, typical_20,
+    general_rules, host_path_rules, non_indexable_rules, program, request, restrict_ips_program,
+    typical_20,
 };
 use wicket_engine::compile::compile;
 use wicket_engine::compile::ir::{PolicyIr, RuleIr};
@@ -289,6 +290,41 @@ fn non_indexable(c: &mut Criterion) {
     );
 }
 
+fn general(c: &mut Criterion) {
+    let rules = general_rules(1_000);
+    let p = program(rules.clone());
+    let req = request("GET https://api.example.test/v1/users", [203, 0, 113, 7]);
+    let ctx = cel_context(&req);
+    let cel = cel_programs(&rules);
+    let mut s = Scratch::new();
+    let mut g = c.benchmark_group("general_1000");
+    g.sample_size(10);
+    g.bench_function("wicket", |b| {
+        b.iter(|| {
+            black_box(
+                p.eval(Phase::HttpRequest, black_box(&req), &mut s)
+                    .decision
+                    .terminates(),
+            )
+        });
+    });
+    g.bench_function("cel", |b| b.iter(|| black_box(cel_run(&cel, &ctx))));
+    g.finish();
+    compare(
+        "1,000 general-expression rules",
+        || {
+            black_box(
+                p.eval(Phase::HttpRequest, &req, &mut s)
+                    .decision
+                    .terminates(),
+            );
+        },
+        || {
+            black_box(cel_run(&cel, &ctx));
+        },
+    );
+}
+
 fn compile_10000(c: &mut Criterion) {
     let rules = host_path_rules(10_000);
     let policy = PolicyIr {
@@ -335,6 +371,7 @@ criterion_group!(
     host_path,
     client_ip_guarded,
     non_indexable,
+    general,
     compile_10000
 );
 criterion_main!(benches);

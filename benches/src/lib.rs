@@ -194,6 +194,20 @@ pub fn non_indexable_rules(n: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `n` rules no specialised node covers (general expressions: a function call, arithmetic, a
+/// header lookup), none of which matches the benchmark request.
+#[must_use]
+pub fn general_rules(n: usize) -> Vec<Vec<String>> {
+    (0..n)
+        .map(|i| {
+            vec![format!(
+                "size(req.url.path) > {} || req.headers['accept'][0] == 'text/x{i}'",
+                100 + i
+            )]
+        })
+        .collect()
+}
+
 /// The request as the `cel` crate's variables: `req` (method, URL parts, headers as lists,
 /// user agent) and `conn` (client address), as nested maps — what a user of the crate binds for
 /// each request.
