@@ -97,7 +97,7 @@ impl JwksServer {
     }
 }
 
-// ------------------------------------------------------------------ keys and tokens// ------------------------------------------------------------------ keys and tokens
+// ------------------------------------------------------------------ keys and tokens
 
 /// A 2048-bit RSA test key (PKCS#8 DER, base64), generated once with OpenSSL for these tests
 /// (ring does not generate RSA keys).
@@ -503,6 +503,102 @@ async fn jwks_validation_through_the_edge() {
         before,
         "nothing reached the upstream"
     );
+}
+
+/// A token in the request body (`method: body`): read from JSON and form bodies at the edge,
+/// and the body reaches the upstream as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_request_body_through_the_edge() {
+    use http_body_util::BodyExt as _;
+    let keys = Keys::new();
+    let jwks = JwksServer::start(keys.jwks(), "max-age=300").await;
+    // The upstream echoes the body it got and the subject the policy added.
+    let up = serve(|req: Request<Incoming>| async move {
+        let sub = req.headers().get("x-jwt-sub").cloned();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let mut res = Response::new(full(body));
+        if let Some(sub) = sub {
+            res.headers_mut().insert("x-jwt-sub", sub);
+        }
+        res
+    })
+    .await;
+    let policy = format!(
+        r#"on_http_request:
+  - actions:
+      - type: jwt-validation
+        config:
+          issuer:
+            allow_list:
+              - value: https://issuer.test
+          http:
+            tokens:
+              - type: id_token
+                method: body
+                name: id_token
+          jws:
+            allowed_algorithms: [ES256]
+            keys:
+              sources:
+                additional_jkus:
+                  - {}
+      - type: add-headers
+        config:
+          headers:
+            x-jwt-sub: "${{actions.ngrok.jwt_validation.tokens[0].payload.sub}}"
+"#,
+        jwks.url()
+    );
+    let stack = policy_stack(up, &[("form", policy)]).await;
+    let http = stack.http();
+    let token = keys.sign("ES256", "e1", &claims(serde_json::json!({"sub": "dave"})));
+    let post = |ct: &'static str, body: String| async move {
+        http1(
+            http,
+            "POST",
+            "form.example.test",
+            "/login",
+            &[("content-type", ct)],
+            body,
+        )
+        .await
+    };
+
+    let json = format!(r#"{{"user":"dave","ID_Token":"{token}"}}"#);
+    let r = post("application/json", json.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-jwt-sub"), "dave");
+    assert_eq!(r.text(), json, "the upstream got the body as sent");
+    let form = format!("user=dave&id_token={token}");
+    let r = post(
+        "application/x-www-form-urlencoded; charset=utf-8",
+        form.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), form);
+
+    // No token where it must be: a GET, a body of another type, the field absent.
+    let r = http_get(http, "form.example.test", "/login", &[]).await;
+    assert_refused(&r, "ERR_NGROK_3406", "GET");
+    assert_refused(
+        &post("text/plain", json.clone()).await,
+        "ERR_NGROK_3406",
+        "text/plain",
+    );
+    assert_refused(
+        &post("application/json", r#"{"user":"dave"}"#.into()).await,
+        "ERR_NGROK_3406",
+        "no field",
+    );
+    // A valid signature by an algorithm the policy does not allow.
+    let rs = keys.sign("RS256", "r1", &claims(serde_json::json!({"sub": "dave"})));
+    assert_refused(
+        &post("application/json", format!(r#"{{"id_token":"{rs}"}}"#)).await,
+        "ERR_NGROK_3403",
+        "algorithm not allowed",
+    );
+    stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
