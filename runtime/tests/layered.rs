@@ -15,18 +15,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use serde_json::{Value as Json, json};
+use ring::signature::EcdsaKeyPair;
+use serde_json::json;
 use support::*;
 use tokio::net::TcpSocket;
 use wicket_runtime::agent::{AgentHandle, EndpointState};
@@ -38,24 +34,6 @@ const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
 const CLIENT_ID: &str = "wicket-dashboard";
 const CLIENT_SECRET: &str = "layered-client-secret";
 const DOMAIN: &str = "cam-42.fleet.example.test";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn json_res(v: &Json) -> Response<TestBody> {
-    let mut r = Response::new(full(v.to_string()));
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
-}
-
-fn form(raw: &[u8]) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(raw).into_owned().collect()
-}
 
 // ---------------------------------------------------------------- the devices' services
 
@@ -110,23 +88,6 @@ struct IdpState {
 #[derive(Clone)]
 struct Idp(Arc<Mutex<IdpState>>);
 
-fn es256_key() -> EcdsaKeyPair {
-    let rng = SystemRandom::new();
-    let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref(), &rng).unwrap()
-}
-
-fn sign_jwt(key: &EcdsaKeyPair, claims: &Json) -> String {
-    let header = json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
-}
-
 impl Idp {
     async fn start() -> Idp {
         let idp = Idp(Arc::new(Mutex::new(IdpState {
@@ -159,9 +120,9 @@ impl Idp {
         let claims = json!({"iss": self.url(), "aud": aud, "sub": sub,
             "iat": now(), "exp": now() + 300});
         if foreign_key {
-            sign_jwt(&es256_key(), &claims)
+            sign_es256(&es256_key(), "k1", &claims)
         } else {
-            sign_jwt(&self.0.lock().unwrap().key, &claims)
+            sign_es256(&self.0.lock().unwrap().key, "k1", &claims)
         }
     }
 
@@ -172,21 +133,20 @@ impl Idp {
         let q = form(parts.uri.query().unwrap_or("").as_bytes());
         let get = |m: &BTreeMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
         match parts.uri.path() {
-            "/.well-known/openid-configuration" => json_res(&json!({
-                "issuer": issuer,
-                "authorization_endpoint": format!("{issuer}/authorize"),
-                "token_endpoint": format!("{issuer}/token"),
-                "userinfo_endpoint": format!("{issuer}/userinfo"),
-                "jwks_uri": format!("{issuer}/jwks"),
-            })),
-            "/jwks" => {
-                let s = self.0.lock().unwrap();
-                let pt = s.key.public_key().as_ref();
-                json_res(&json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
-                    "use": "sig", "alg": "ES256",
-                    "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
-                    "y": URL_SAFE_NO_PAD.encode(&pt[33..65])}]}))
-            }
+            "/.well-known/openid-configuration" => json_res(
+                StatusCode::OK,
+                &json!({
+                    "issuer": issuer,
+                    "authorization_endpoint": format!("{issuer}/authorize"),
+                    "token_endpoint": format!("{issuer}/token"),
+                    "userinfo_endpoint": format!("{issuer}/userinfo"),
+                    "jwks_uri": format!("{issuer}/jwks"),
+                }),
+            ),
+            "/jwks" => json_res(
+                StatusCode::OK,
+                &json!({"keys": [es256_jwk(&self.0.lock().unwrap().key, "k1")]}),
+            ),
             "/authorize" => {
                 assert_eq!(get(&q, "client_id"), CLIENT_ID);
                 assert_eq!(get(&q, "code_challenge_method"), "S256");
@@ -215,50 +175,32 @@ impl Idp {
             }
             "/token" => {
                 let f = form(&body);
-                let basic = parts
-                    .headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Basic "))
-                    .map(|b| {
-                        String::from_utf8(
-                            base64::engine::general_purpose::STANDARD.decode(b).unwrap(),
-                        )
-                        .unwrap()
-                    });
-                let (id, secret) = match basic {
-                    Some(b) => {
-                        let (a, s) = b.split_once(':').unwrap();
-                        (a.to_owned(), s.to_owned())
-                    }
-                    None => (get(&f, "client_id"), get(&f, "client_secret")),
-                };
+                let (id, secret) = client_credentials(&parts.headers, &f);
                 let mut s = self.0.lock().unwrap();
                 let verifier = get(&f, "code_verifier");
-                let challenge = URL_SAFE_NO_PAD.encode(
-                    ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref(),
-                );
+                let challenge = pkce_challenge(&verifier);
                 let ok = id == CLIENT_ID
                     && secret == CLIENT_SECRET
                     && s.grants
                         .get(&get(&f, "code"))
                         .is_some_and(|g| !g.used && g.challenge == challenge);
                 if !ok {
-                    let mut r = json_res(&json!({"error": "invalid_grant"}));
-                    *r.status_mut() = StatusCode::BAD_REQUEST;
-                    return r;
+                    return json_res(StatusCode::BAD_REQUEST, &json!({"error": "invalid_grant"}));
                 }
                 let grant = s.grants.get_mut(&get(&f, "code")).unwrap();
                 grant.used = true;
                 let (email, nonce) = (grant.email.clone(), grant.nonce.clone());
                 let claims = json!({"iss": issuer, "aud": CLIENT_ID, "sub": format!("sub-{email}"),
                     "iat": now(), "exp": now() + 300, "email": email, "nonce": nonce});
-                json_res(&json!({
-                    "access_token": format!("at:{email}"),
-                    "token_type": "Bearer",
-                    "expires_in": 3600,
-                    "id_token": sign_jwt(&s.key, &claims),
-                }))
+                json_res(
+                    StatusCode::OK,
+                    &json!({
+                        "access_token": format!("at:{email}"),
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "id_token": sign_es256(&s.key, "k1", &claims),
+                    }),
+                )
             }
             "/userinfo" => {
                 let email = parts
@@ -268,7 +210,10 @@ impl Idp {
                     .and_then(|v| v.strip_prefix("Bearer at:"))
                     .unwrap_or_default()
                     .to_owned();
-                json_res(&json!({"sub": format!("sub-{email}"), "email": email}))
+                json_res(
+                    StatusCode::OK,
+                    &json!({"sub": format!("sub-{email}"), "email": email}),
+                )
             }
             _ => {
                 let mut r = Response::new(full("no such page"));

@@ -9,7 +9,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,9 +18,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use serde_json::{Value as Json, json};
+use ring::signature::EcdsaKeyPair;
+use serde_json::json;
 use support::*;
 use tokio::net::TcpStream;
 use wicket_runtime::agent::EndpointState;
@@ -29,13 +28,6 @@ use wicket_runtime::agent::EndpointState;
 const ERROR_HEADER: &str = wicket_runtime::proto::meta::ERROR_CODE;
 const CLIENT_ID: &str = "wicket-test-client";
 const CLIENT_SECRET: &str = "s3cret-value";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 // ---------------------------------------------------------------- edge, agent, upstream
 
@@ -102,31 +94,6 @@ struct IdpState {
 
 #[derive(Clone)]
 struct Idp(Arc<Mutex<IdpState>>);
-
-fn es256_key() -> EcdsaKeyPair {
-    let rng = SystemRandom::new();
-    let pk8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pk8.as_ref(), &rng).unwrap()
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<TestBody> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    r
-}
-
-fn json_res(status: StatusCode, v: Json) -> Response<TestBody> {
-    let mut r = text(status, v.to_string());
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
-}
-
-fn query(uri: &http::Uri) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
 
 impl Idp {
     async fn start() -> Idp {
@@ -207,7 +174,7 @@ impl Idp {
         match parts.uri.path() {
             "/.well-known/openid-configuration" => json_res(
                 StatusCode::OK,
-                json!({
+                &json!({
                     "issuer": issuer,
                     "authorization_endpoint": format!("{issuer}/authorize"),
                     "token_endpoint": format!("{issuer}/token"),
@@ -218,12 +185,9 @@ impl Idp {
             ),
             "/jwks" => {
                 let s = self.0.lock().unwrap();
-                let pt = s.key.public_key().as_ref();
                 json_res(
                     StatusCode::OK,
-                    json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": s.kid, "use": "sig",
-                        "alg": "ES256", "x": URL_SAFE_NO_PAD.encode(&pt[1..33]),
-                        "y": URL_SAFE_NO_PAD.encode(&pt[33..65])}]}),
+                    &json!({"keys": [es256_jwk(&s.key, &s.kid)]}),
                 )
             }
             "/authorize" => self.authorize(&parts.uri),
@@ -235,7 +199,7 @@ impl Idp {
 
     /// Approves every login at once: back to `redirect_uri` with a fresh code and the state.
     fn authorize(&self, uri: &http::Uri) -> Response<TestBody> {
-        let q = query(uri);
+        let q = form(uri.query().unwrap_or("").as_bytes());
         let get = |k: &str| q.get(k).cloned().unwrap_or_default();
         if get("client_id") != CLIENT_ID
             || get("response_type") != "code"
@@ -274,23 +238,12 @@ impl Idp {
 
     /// Checks the client's secret, the one-time code and the PKCE verifier.
     fn token(&self, headers: &http::HeaderMap, body: &[u8]) -> Response<TestBody> {
-        let form: BTreeMap<String, String> =
-            url::form_urlencoded::parse(body).into_owned().collect();
+        let form = form(body);
         let get = |k: &str| form.get(k).cloned().unwrap_or_default();
         let mut s = self.0.lock().unwrap();
         s.token_requests += 1;
-        let (id, secret) = match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-            Some(basic) => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(basic.trim_start_matches("Basic "))
-                    .unwrap();
-                let raw = String::from_utf8(raw).unwrap();
-                let (a, b) = raw.split_once(':').unwrap();
-                (a.to_owned(), b.to_owned())
-            }
-            None => (get("client_id"), get("client_secret")),
-        };
-        let deny = |e: &str| json_res(StatusCode::BAD_REQUEST, json!({"error": e}));
+        let (id, secret) = client_credentials(headers, &form);
+        let deny = |e: &str| json_res(StatusCode::BAD_REQUEST, &json!({"error": e}));
         if id != CLIENT_ID || secret != CLIENT_SECRET {
             return deny("invalid_client");
         }
@@ -304,7 +257,7 @@ impl Idp {
             s.refresh_tokens.insert(rt.clone(), email.clone());
             return json_res(
                 StatusCode::OK,
-                json!({"access_token": format!("at:{email}"), "token_type": "Bearer",
+                &json!({"access_token": format!("at:{email}"), "token_type": "Bearer",
                     "expires_in": s.expires_in, "refresh_token": rt}),
             );
         }
@@ -321,8 +274,7 @@ impl Idp {
             return deny("invalid_grant");
         }
         grant.used = true;
-        let challenge = URL_SAFE_NO_PAD
-            .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+        let challenge = pkce_challenge(&verifier);
         if challenge != grant.challenge || redirect_uri != grant.redirect_uri {
             return deny("invalid_grant");
         }
@@ -349,9 +301,9 @@ impl Idp {
             } else {
                 &s.key
             };
-            res["id_token"] = json!(sign_jwt(key, &s.kid, &claims));
+            res["id_token"] = json!(sign_es256(key, &s.kid, &claims));
         }
-        json_res(StatusCode::OK, res)
+        json_res(StatusCode::OK, &res)
     }
 
     /// GitHub-shaped user info: no public e-mail, the address comes from `/user/emails`.
@@ -375,7 +327,7 @@ impl Idp {
         if parts.uri.path().ends_with("/emails") {
             return json_res(
                 StatusCode::OK,
-                json!([
+                &json!([
                     {"email": "old@elsewhere.test", "primary": false, "verified": true},
                     {"email": email, "primary": true, "verified": true},
                 ]),
@@ -383,20 +335,9 @@ impl Idp {
         }
         json_res(
             StatusCode::OK,
-            json!({"id": 4242, "login": "octo", "name": null, "email": null, "sub": format!("sub-{email}")}),
+            &json!({"id": 4242, "login": "octo", "name": null, "email": null, "sub": format!("sub-{email}")}),
         )
     }
-}
-
-fn sign_jwt(key: &EcdsaKeyPair, kid: &str, claims: &Json) -> String {
-    let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
 
 // ---------------------------------------------------------------- the browser

@@ -29,12 +29,7 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     let mut cfg = edge_config(&c);
     cfg.limits.header_timeout = Duration::from_millis(500);
     let up = upstream("app").await;
-    let (edge, agent, _) = edge_and_agent(
-        &c,
-        cfg,
-        &endpoint_yaml("web", "http://slow.example.test", up, None),
-    )
-    .await;
+    let (edge, agent) = edge_and_web_agent(&c, cfg, "http://slow.example.test", up).await;
     let http = edge.addrs().http.unwrap();
 
     // Slowloris: a partial head, then silence. The edge hangs up without a response.
@@ -177,12 +172,8 @@ mod ws_h2 {
     async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
         let c = certs();
         let ws = ws_echo_server().await;
-        let (edge, agent, _) = edge_and_agent(
-            &c,
-            edge_config(&c),
-            &endpoint_yaml("web", "https://ws.example.test", ws, None),
-        )
-        .await;
+        let (edge, agent) =
+            edge_and_web_agent(&c, edge_config(&c), "https://ws.example.test", ws).await;
         let https = edge.addrs().https.unwrap();
 
         // The edge advertises SETTINGS_ENABLE_CONNECT_PROTOCOL on public HTTP/2.
@@ -355,20 +346,10 @@ mod proxy_protocol {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_upstreams_get_a_proxy_header_per_public_client_connection() {
         let c = certs();
-        let edge = start_edge(&c, edge_config(&c)).await;
         let up = proxied_upstream().await;
-        let agent = start_agent(
-            &c,
-            &agent_yaml(
-                &c,
-                edge.addrs().tunnel,
-                TOKEN,
-                &format!(
+        let (edge, agent, _) = edge_and_agent(&c, edge_config(&c), &format!(
                     "  - name: v1\n    url: http://pp1.example.test\n    upstream: {{ url: 'http://{up}', proxy_protocol: 1 }}\n  - name: v2\n    url: http://pp2.example.test\n    upstream: {{ url: 'http://{up}', proxy_protocol: 2 }}\n"
-                ),
-            ),
-        );
-        settled(&agent).await;
+                )).await;
         let http = edge.addrs().http.unwrap();
         for host in ["pp1.example.test", "pp2.example.test"] {
             let (me_a, a) = two_requests(http, host).await;
@@ -430,21 +411,11 @@ async fn edge_wide_policies_apply_to_the_endpoints_matching_their_patterns() {
             endpoints: vec!["tcp://*".into()],
         },
     ];
-    let edge = start_edge(&c, cfg).await;
     let up = upstream("app").await;
     let echo = tcp_echo().await;
-    let agent = start_agent(
-        &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
+    let (edge, agent, st) = edge_and_agent(&c, cfg, &format!(
                 "  - name: cam\n    url: http://cam-1.fleet.example.test\n    upstream: {{ url: '{up}' }}\n  - name: wild\n    url: http://*.fleet.example.test\n    upstream: {{ url: '{up}' }}\n  - name: other\n    url: http://other.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: 'tcp://{echo}' }}\n"
-            ),
-        ),
-    );
-    let st = settled(&agent).await;
+            )).await;
     let http = edge.addrs().http.unwrap();
 
     // The fleet (an exact name and a wildcard endpoint under it) needs the credentials…

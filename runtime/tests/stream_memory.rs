@@ -43,12 +43,8 @@ fn proc_status(field: &str) -> u64 {
 async fn a_100_mb_echo_keeps_in_flight_bytes_and_memory_growth_bounded() {
     let c = certs();
     let up = upstream("app").await;
-    let (edge, agent, _) = edge_and_agent(
-        &c,
-        edge_config(&c),
-        &endpoint_yaml("web", "https://mem.example.test", up, None),
-    )
-    .await;
+    let (edge, agent) =
+        edge_and_web_agent(&c, edge_config(&c), "https://mem.example.test", up).await;
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "mem.example.test")), true).await;
     // Warm up the path (TLS, HTTP/2, pools) before the baseline.

@@ -7,6 +7,8 @@
 //!   identities) and rustls client configurations trusting the dev CA;
 //! - [`upstream`]: HTTP upstreams on 127.0.0.1:0 ([`serve`], the tagged test [`upstream`]) and
 //!   TCP ones ([`tcp_echo`], [`dead_port`]);
+//! - [`oidc`]: pieces of the identity providers tests run (ES256 keys and JWTs, JWKs, PKCE,
+//!   client credentials, forms, JSON responses);
 //! - [`net`]: timeouts ([`within`]), HTTP/1.1 and HTTP/2 clients over plain TCP or TLS, and raw
 //!   stream helpers.
 //!
@@ -18,10 +20,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod net;
+pub mod oidc;
 pub mod stack;
 pub mod tls;
 pub mod upstream;
 
 // A test binary that needs nothing from one of these would otherwise warn.
 #[allow(unused_imports)]
-pub use {net::*, stack::*, tls::*, upstream::*};
+pub use {net::*, oidc::*, stack::*, tls::*, upstream::*};

@@ -87,17 +87,6 @@ pub fn endpoint_yaml(
     s
 }
 
-/// Starts an agent with [`TOKEN`] serving one endpoint named `web` at `url`, forwarding to `up`.
-pub fn start_web_agent(
-    c: &Certs,
-    edge: SocketAddr,
-    url: &str,
-    up: impl std::fmt::Display,
-) -> AgentHandle {
-    let endpoints = endpoint_yaml("web", url, up, None);
-    start_agent(c, &agent_yaml(c, edge, TOKEN, &endpoints))
-}
-
 /// Starts an agent from `yaml` in the certificates' directory, with a short reconnect backoff
 /// and policy-file poll.
 pub fn start_agent(c: &Certs, yaml: &str) -> AgentHandle {
@@ -141,6 +130,18 @@ pub async fn edge_and_agent(
     let agent = start_agent(c, &agent_yaml(c, edge.addrs().tunnel, TOKEN, endpoints));
     let status = settled(&agent).await;
     (edge, agent, status)
+}
+
+/// [`edge_and_agent`] with one endpoint named `web` at `url`, forwarding to `up`, bound.
+pub async fn edge_and_web_agent(
+    c: &Certs,
+    cfg: EdgeConfig,
+    url: &str,
+    up: impl std::fmt::Display,
+) -> (EdgeHandle, AgentHandle) {
+    let (edge, agent, status) = edge_and_agent(c, cfg, &endpoint_yaml("web", url, up, None)).await;
+    bound_url(&status, "web");
+    (edge, agent)
 }
 
 /// The URL endpoint `name` is bound at; panics when it is not bound.

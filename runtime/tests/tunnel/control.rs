@@ -86,12 +86,7 @@ async fn policies_are_enforced_at_the_edge_and_invalid_ones_refused() {
 async fn metrics_are_served_in_prometheus_format() {
     let c = certs();
     let up = upstream("app").await;
-    let (edge, agent, _) = edge_and_agent(
-        &c,
-        edge_config(&c),
-        &endpoint_yaml("web", "http://m.example.test", up, None),
-    )
-    .await;
+    let (edge, agent) = edge_and_web_agent(&c, edge_config(&c), "http://m.example.test", up).await;
     let http = edge.addrs().http.unwrap();
     for _ in 0..3 {
         assert_eq!(

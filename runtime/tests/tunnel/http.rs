@@ -179,12 +179,8 @@ async fn offline_endpoint_is_503_and_dead_upstream_is_502() {
 async fn a_thousand_concurrent_requests_over_one_session() {
     let c = certs();
     let up = upstream("app").await;
-    let (edge, agent, _) = edge_and_agent(
-        &c,
-        edge_config(&c),
-        &endpoint_yaml("web", "https://app.example.test", up, None),
-    )
-    .await;
+    let (edge, agent) =
+        edge_and_web_agent(&c, edge_config(&c), "https://app.example.test", up).await;
     let https = edge.addrs().https.unwrap();
     // Eight HTTP/2 client connections, 125 requests each, all in flight at once.
     let mut tasks = tokio::task::JoinSet::new();
@@ -228,12 +224,8 @@ async fn a_100_mb_body_streams_both_ways_without_buffering() {
     const SIZE: u64 = 100 * 1024 * 1024;
     let c = certs();
     let up = upstream("app").await;
-    let (edge, agent, _) = edge_and_agent(
-        &c,
-        edge_config(&c),
-        &endpoint_yaml("web", "https://app.example.test", up, None),
-    )
-    .await;
+    let (edge, agent) =
+        edge_and_web_agent(&c, edge_config(&c), "https://app.example.test", up).await;
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "app.example.test")), true).await;
     let produced = Arc::new(AtomicU64::new(0));

@@ -35,10 +35,8 @@ async fn oversized_headers_too_many_connections_and_streams_are_refused() {
     cfg.limits.max_header_bytes = 8192;
     cfg.limits.max_connections_per_ip = 4;
     cfg.limits.max_streams_per_session = 2;
-    let edge = start_edge(&c, cfg).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://l.example.test", up);
-    settled(&agent).await;
+    let (edge, agent) = edge_and_web_agent(&c, cfg, "http://l.example.test", up).await;
     let http = edge.addrs().http.unwrap();
 
     // Header block over the limit.

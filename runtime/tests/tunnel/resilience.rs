@@ -80,10 +80,8 @@ async fn the_agent_reconnects_after_an_edge_restart_and_rebinds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_does_not_stall_other_streams() {
     let c = certs();
-    let edge = start_edge(&c, edge_config(&c)).await;
     let up = upstream("app").await;
-    let agent = start_web_agent(&c, edge.addrs().tunnel, "http://s.example.test", up);
-    settled(&agent).await;
+    let (edge, agent) = edge_and_web_agent(&c, edge_config(&c), "http://s.example.test", up).await;
     let http = edge.addrs().http.unwrap();
     // Three clients start 64 MiB downloads and never read them.
     let mut stalled = Vec::new();
