@@ -788,11 +788,13 @@ impl Continuation for ExternalStep {
                 applied,
                 kind,
             } = *self;
+            let state = scratch.phase_state();
             let cx = RequestCx {
                 parts: req,
                 body,
                 conn,
                 env: &shared.env,
+                state: &state,
             };
             match handler.run(cx).await {
                 Ok(ActionOutcome::Continue {

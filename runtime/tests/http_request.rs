@@ -113,6 +113,17 @@ on_http_request:
     actions:
       - type: http-request
         config: {{url: "http://{side}/away", on_error: halt}}
+  - expressions: ["req.url.path == '/vars'"]
+    actions:
+      - type: set-vars
+        config: {{vars: [{{user: "${{req.headers['x-name'][0]}}"}}]}}
+      - type: http-request
+        config:
+          url: "http://{side}/check"
+          query_params: [{{key: user, value: "${{vars.user}}"}}]
+          headers: {{x-from-policy: "var=${{vars.user}}"}}
+      - type: custom-response
+        config: {{status_code: 200, body: "${{actions.ngrok.http_request.res.body}}"}}
   - expressions: ["req.url.path == '/dynamic'"]
     actions:
       - type: http-request
@@ -192,6 +203,15 @@ async fn policies_use_allowed_side_services() {
     let r = get("/big", &[]).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.header("wicket-error-code"), "ERR_WICKET_3601");
+
+    // Templates read the vars an earlier action of the phase set.
+    let r = get("/vars", &[("x-name", "ann")]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (200, "{\"allow\": true, \"seen\": \"var=ann\"}".into())
+    );
+    let r = get("/vars", &[("x-name", "bob")]).await;
+    assert_eq!(r.text(), "{\"allow\": false, \"seen\": \"var=bob\"}");
 
     // Redirects are followed inside the allow list, refused outside it.
     let r = get("/hop", &[]).await;

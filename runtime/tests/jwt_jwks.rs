@@ -636,11 +636,13 @@ async fn run(action: &JwksAction, env: &ActionEnv, req: Request<()>) -> (StatusC
     let (parts, ()) = req.into_parts();
     let mut body = wicket_runtime::body::empty();
     let conn = conn();
+    let state = wicket_engine::program::PhaseState::default();
     let cx = RequestCx {
         parts: &parts,
         body: &mut body,
         conn: &conn,
         env,
+        state: &state,
     };
     match within("action", action.run(cx)).await {
         Ok(ActionOutcome::Continue {

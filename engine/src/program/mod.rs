@@ -803,12 +803,45 @@ impl Scratch {
         self.set_result(namespace, value);
     }
 
+    /// A copy of what the phase has set so far (`vars.*`, `actions.ngrok.*`), for an external
+    /// action whose templates read them while the phase is suspended.
+    #[must_use]
+    pub fn phase_state(&self) -> PhaseState {
+        PhaseState {
+            vars: self.vars.clone(),
+            results: self.action_results(),
+        }
+    }
+
+    /// Scratch space holding `state`: expressions evaluated over it (with
+    /// [`crate::eval::eval_value`]) see those `vars.*` and `actions.ngrok.*`.
+    #[must_use]
+    pub fn from_phase_state(state: &PhaseState) -> Self {
+        let mut s = Self::new();
+        s.vars = state.vars.clone();
+        for (ns, v) in &state.results {
+            s.set_result(ns, v.clone());
+        }
+        s.touched = true;
+        s
+    }
+
     /// The effects of the current evaluation so far, in order (those of an evaluation suspended
     /// at an external action included).
     #[must_use]
     pub fn effects(&self) -> &[Effect] {
         &self.effects
     }
+}
+
+/// `vars.*` and `actions.ngrok.*` as a suspended phase left them ([`Scratch::phase_state`]):
+/// plain values, shareable across threads, unlike the [`Scratch`] they come from.
+#[derive(Clone, Debug, Default)]
+pub struct PhaseState {
+    /// `vars.*`.
+    pub vars: MapValue,
+    /// `actions.ngrok.<ns>`, in the order the actions ran.
+    pub results: Vec<(&'static str, Value)>,
 }
 
 #[cfg(test)]

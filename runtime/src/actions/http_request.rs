@@ -16,8 +16,8 @@
 //! 502 (504 on timeout) and the error code.
 //!
 //! Interpolation (`${…}` in `url`, `query_params` values, `headers` values, `body`) sees the
-//! request and connection (`req.*`, `conn.*`); `vars.*` and other actions' results are not
-//! available to this action's templates, and a template naming them refuses the bind.
+//! request and connection (`req.*`, `conn.*`) and what the phase has set before this action
+//! (`vars.*`, earlier actions' `actions.ngrok.*`).
 //! `http-request` runs in `on_http_request` only on this edge; internal (`*.internal`)
 //! destinations are not supported.
 
@@ -38,10 +38,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
-use wicket_engine::Value;
 use wicket_engine::compile::ir::ConfigValue;
 use wicket_engine::program::OwnedRequest;
 use wicket_engine::value::{Key, MapValue};
+use wicket_engine::{Scratch, Value};
 use wicket_grammar::Expr;
 use wicket_grammar::template::{TemplatePart, parse_template};
 
@@ -408,16 +408,6 @@ enum Part {
     Expr(Expr),
 }
 
-/// True when `src` reads a root variable `name` (`vars.x`, `vars['x']`).
-fn reads_root(src: &str, name: &str) -> bool {
-    src.match_indices(name).any(|(i, _)| {
-        let before = src[..i].chars().next_back();
-        let after = src[i + name.len()..].chars().next();
-        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
-            && matches!(after, Some('.' | '['))
-    })
-}
-
 impl Tmpl {
     fn parse(src: &str, field: &str) -> Result<Self, String> {
         let t = parse_template(src)
@@ -426,18 +416,7 @@ impl Tmpl {
         for p in t.into_parts() {
             match p {
                 TemplatePart::Text { text, .. } => parts.push(Part::Text(text)),
-                TemplatePart::Expr { mut expr, span, .. } => {
-                    let start = usize::try_from(span.start).unwrap_or(0);
-                    let end = usize::try_from(span.end).unwrap_or(src.len());
-                    let text = src.get(start..end).unwrap_or(src);
-                    for root in ["vars", "actions"] {
-                        if reads_root(text, root) {
-                            return Err(format!(
-                                "`{field}`: `{root}.*` is not available to http-request templates \
-                                 on this edge (only `req.*` and `conn.*`)"
-                            ));
-                        }
-                    }
+                TemplatePart::Expr { mut expr, .. } => {
                     wicket_engine::compile::expr::desugar(&mut expr);
                     parts.push(Part::Expr(expr));
                 }
@@ -461,14 +440,13 @@ impl Tmpl {
         Some(s)
     }
 
-    fn render(&self, view: &OwnedRequest) -> Result<String, String> {
+    fn render(&self, view: &OwnedRequest, scratch: &Scratch) -> Result<String, String> {
         let mut out = String::new();
-        let scratch = wicket_engine::Scratch::new();
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Expr(e) => {
-                    let v = wicket_engine::eval::eval_value(e, view, &scratch).map_err(|err| {
+                    let v = wicket_engine::eval::eval_value(e, view, scratch).map_err(|err| {
                         format!("interpolation in `{}` failed: {err}", truncate(&self.src))
                     })?;
                     to_text(&v, &mut out);
@@ -650,7 +628,12 @@ impl HttpRequest {
         } else {
             OwnedRequest::default()
         };
-        let eval = |t: &Tmpl| t.render(&view).map_err(|m| Failure::new(ERR_EVAL, m));
+        // What the phase set before this action: `vars.*`, earlier `actions.ngrok.*`.
+        let scratch = Scratch::from_phase_state(cx.state);
+        let eval = |t: &Tmpl| {
+            t.render(&view, &scratch)
+                .map_err(|m| Failure::new(ERR_EVAL, m))
+        };
         let url_text = eval(&self.url)?;
         let mut url = url::Url::parse(&url_text).map_err(|e| {
             Failure::new(
@@ -1047,14 +1030,6 @@ mod tests {
                 "{url: 'https://a.test', retry_condition: 'attempts <'}",
                 "does not parse",
             ),
-            (
-                "{url: 'https://a.test', body: '${vars.x}', method: POST}",
-                "`vars.*`",
-            ),
-            (
-                "{url: 'https://a.test/${actions.ngrok.oauth.identity.email}'}",
-                "`actions.*`",
-            ),
             ("{url: 'https://a.test', query_params: [{key: k}]}", "value"),
         ] {
             let e = compile_err(&allow, yaml);
@@ -1063,12 +1038,30 @@ mod tests {
     }
 
     #[test]
-    fn root_variable_detection() {
-        assert!(reads_root("${vars.x}", "vars"));
-        assert!(reads_root("${vars['x']}", "vars"));
-        assert!(!reads_root("${req.vars.x}", "vars"));
-        assert!(!reads_root("${myvars.x}", "vars"));
-        assert!(!reads_root("vars", "vars"));
+    fn templates_read_the_vars_and_results_the_phase_set_before() {
+        let mut vars = wicket_engine::value::MapValue::new();
+        vars.upsert(Key::String("user".into()), Value::string("ann"));
+        let mut identity = wicket_engine::value::MapValue::new();
+        identity.upsert(
+            Key::String("email".into()),
+            Value::string("ann@example.test"),
+        );
+        let mut oauth = wicket_engine::value::MapValue::new();
+        oauth.upsert(Key::String("identity".into()), Value::map(identity));
+        let state = wicket_engine::program::PhaseState {
+            vars,
+            results: vec![("oauth", Value::map(oauth))],
+        };
+        let scratch = Scratch::from_phase_state(&state);
+        let v = OwnedRequest::default();
+        let t = Tmpl::parse(
+            "u=${vars.user} e=${actions.ngrok.oauth.identity.email}",
+            "body",
+        )
+        .unwrap();
+        assert_eq!(t.render(&v, &scratch).unwrap(), "u=ann e=ann@example.test");
+        // Without them, the template fails (closed), it does not render empty.
+        assert!(t.render(&v, &Scratch::new()).is_err());
     }
 
     #[test]
@@ -1095,11 +1088,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            t.render(&v).unwrap(),
+            t.render(&v, &Scratch::new()).unwrap(),
             "u=ann p=/p/q ip=192.0.2.7 n=3 l=[\"ann\"]"
         );
         let missing = Tmpl::parse("${req.headers['nope'][0]}", "body").unwrap();
-        assert!(missing.render(&v).is_err());
+        assert!(missing.render(&v, &Scratch::new()).is_err());
         assert_eq!(
             Tmpl::parse("a $${b}", "url").unwrap().literal().as_deref(),
             Some("a ${b}")

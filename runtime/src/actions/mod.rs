@@ -263,6 +263,9 @@ pub struct RequestCx<'a> {
     pub conn: &'a ConnInfo,
     /// Edge-wide facilities.
     pub env: &'a ActionEnv,
+    /// `vars.*` and `actions.ngrok.*` as the suspended phase left them (for templates that read
+    /// them).
+    pub state: &'a wicket_engine::program::PhaseState,
 }
 
 /// How an external action ended.
