@@ -882,22 +882,42 @@ impl<V: RequestView + ?Sized> Run<'_, V> {
     /// Evaluates the arguments and calls the function: the core library first, then the
     /// extensions, as the interpreter's `dispatch` does.
     fn dispatch(&mut self, f: &Callee, target: Option<&Value>, args: &[GExpr]) -> EvalResult {
-        let mut values = Vec::with_capacity(args.len());
-        for arg in args {
-            values.push(self.eval(arg)?);
+        // The common arities without a heap-allocated argument list.
+        match args {
+            [] => self.apply(f, target, &[]),
+            [a] => {
+                let a = self.eval(a)?;
+                self.apply(f, target, &[a])
+            }
+            [a, b] => {
+                let a = self.eval(a)?;
+                let b = self.eval(b)?;
+                self.apply(f, target, &[a, b])
+            }
+            _ => {
+                let mut values = Vec::with_capacity(args.len());
+                for arg in args {
+                    values.push(self.eval(arg)?);
+                }
+                self.apply(f, target, &values)
+            }
         }
+    }
+
+    /// Calls the function with evaluated arguments.
+    fn apply(&mut self, f: &Callee, target: Option<&Value>, values: &[Value]) -> EvalResult {
         let (core, ext) = match &f.0 {
             CalleeKind::Resolved { core, ext } => (*core, &**ext),
             CalleeKind::Undeclared(e) => return Err(e.clone()),
         };
         let call_ext = |values: &[Value]| ext.iter().find_map(|f| f.call(target, values));
-        let result = match core.and_then(|c| functions::call_core(c, target, &values)) {
-            Some(Err(EvalError::NoMatchingOverload { function })) => match call_ext(&values) {
+        let result = match core.and_then(|c| functions::call_core(c, target, values)) {
+            Some(Err(EvalError::NoMatchingOverload { function })) => match call_ext(values) {
                 Some(result) => result,
                 None => Err(EvalError::NoMatchingOverload { function }),
             },
             Some(result) => result,
-            None => match call_ext(&values) {
+            None => match call_ext(values) {
                 Some(result) => result,
                 None => Err(EvalError::UndeclaredReference(
                     Callee::name(core, ext).to_owned(),
