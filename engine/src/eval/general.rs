@@ -1345,3 +1345,141 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::eval::eval_value;
+    use crate::program::OwnedRequest;
+
+    /// A request whose [`RequestView::other`] serves the interpreter proptest's variables.
+    struct View {
+        req: OwnedRequest,
+        vars: HashMap<String, Value>,
+    }
+
+    impl RequestView for View {
+        fn method(&self) -> &str {
+            self.req.method()
+        }
+        fn scheme(&self) -> &str {
+            self.req.scheme()
+        }
+        fn host(&self) -> &str {
+            self.req.host()
+        }
+        fn url_host(&self) -> &str {
+            self.req.url_host()
+        }
+        fn url_port(&self) -> Option<u16> {
+            self.req.url_port()
+        }
+        fn path(&self) -> &str {
+            self.req.path()
+        }
+        fn query(&self) -> &str {
+            self.req.query()
+        }
+        fn version(&self) -> &str {
+            self.req.version()
+        }
+        fn header_count(&self, name: &str) -> usize {
+            self.req.header_count(name)
+        }
+        fn header(&self, name: &str, index: usize) -> Option<&str> {
+            self.req.header(name, index)
+        }
+        fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+            self.req.for_each_header(f);
+        }
+        fn client_ip(&self) -> Option<IpAddr> {
+            self.req.client_ip()
+        }
+        fn client_port(&self) -> Option<u16> {
+            self.req.client_port()
+        }
+        fn other(&self, name: &str) -> Option<Value> {
+            self.vars.get(name).cloned()
+        }
+    }
+
+    fn view() -> View {
+        let mut vars = HashMap::new();
+        vars.insert(
+            "x".to_owned(),
+            Value::list(vec![Value::Int(1), Value::string("a")]),
+        );
+        let mut map = MapValue::new();
+        map.upsert(Key::String("f".into()), Value::Uint(3));
+        map.upsert(Key::Int(-1), Value::Null);
+        vars.insert("m".to_owned(), Value::map(map));
+        vars.insert("y".to_owned(), Value::Double(0.5));
+        let req = OwnedRequest::parse("GET https://a.test/a/1?q=1&q=2")
+            .expect("valid request")
+            .with_header("x-a", "1")
+            .with_header("cookie", "s=1")
+            .with_client_ip("10.0.0.1".parse().expect("valid address"));
+        View { req, vars }
+    }
+
+    /// Request variables to mix into the interpreter's generated expressions.
+    const REQUEST_LEAVES: &[&str] = &[
+        "req.method",
+        "req.url.path",
+        "req.url",
+        "req.headers",
+        "req.headers['x-a']",
+        "req.url.query_params",
+        "req.cookies",
+        "vars",
+        "vars.v",
+        "conn.client_ip",
+        "conn.tls.sni",
+        "res.status_code",
+        "actions.ngrok.url_rewrite.url",
+        "size(req.url.path)",
+        "req.url.port",
+    ];
+
+    fn mixed() -> impl Strategy<Value = String> {
+        let expr = crate::interp::eval::proptests::expr;
+        prop_oneof![
+            expr(),
+            (
+                expr(),
+                prop::sample::select(REQUEST_LEAVES),
+                prop::sample::select(&["+", "==", "<", "in", "&&", "||"][..]),
+            )
+                .prop_map(|(a, leaf, op)| format!("({a}) {op} ({leaf})")),
+            (prop::sample::select(REQUEST_LEAVES), expr())
+                .prop_map(|(leaf, b)| format!("[{leaf}].exists(v, v == ({b}))")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The compiled form and the interpreter agree on value and error, message included.
+        #[test]
+        fn compiled_agrees_with_the_interpreter(src in mixed()) {
+            let Ok(expr) = wicket_grammar::parse(&src) else {
+                return Ok(());
+            };
+            let Ok(g) = compile(&expr) else {
+                return Ok(());
+            };
+            let view = view();
+            let mut st = Scratch::new();
+            st.vars.upsert(Key::String(Arc::from("v")), Value::string("set"));
+            let reference = format!("{:?}", eval_value(&expr, &view, &st));
+            let ours = format!("{:?}", eval(&g, &view, &st));
+            prop_assert_eq!(reference, ours, "`{}`", src);
+        }
+    }
+}

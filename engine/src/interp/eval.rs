@@ -1197,7 +1197,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod proptests {
+pub(crate) mod proptests {
     use std::collections::HashMap;
 
     use proptest::prelude::*;
@@ -1206,7 +1206,7 @@ mod proptests {
     use crate::value::{Key, MapValue, Value};
 
     /// CEL source fragments mixing every operator, macro and core function with edge values.
-    fn expr() -> impl Strategy<Value = String> {
+    pub(crate) fn expr() -> impl Strategy<Value = String> {
         let leaf = prop_oneof![
             Just("0".to_owned()),
             Just("-9223372036854775808".to_owned()),
