@@ -272,8 +272,9 @@ impl Node {
             Node::StrRegex { .. } => 20,
             Node::Not(n) => n.cost(),
             Node::And(ns) | Node::Or(ns) => ns.iter().map(Node::cost).sum(),
-            Node::General(_) => 100,
-            Node::Interp(_) => 200,
+            // The same cost for both, so that the order of conjuncts (and which error a
+            // failing conjunction reports) does not depend on how an expression is evaluated.
+            Node::General(_) | Node::Interp(_) => 100,
         }
     }
 
