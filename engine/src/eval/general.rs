@@ -5,12 +5,12 @@
 //!   [`Slot`] (a built-in field, the phase's variables or an action's results) plus the field
 //!   keys selected from it, built beforehand;
 //! - a macro variable becomes an index into the evaluation's stack of locals;
-//! - a function becomes a [`Callee`]: the core library's [`Core`] id and the extension libraries'
-//!   [`ExtFn`] ids of that name, in the order the reference interpreter tries them. Overloads are
+//! - a function becomes a [`Callee`]: the core library's `Core` id and the extension libraries'
+//!   `ExtFn` ids of that name, in the order the reference interpreter tries them. Overloads are
 //!   chosen from the argument values by a `match` on their types (CEL's dynamic dispatch).
 //!
 //! The semantics are exactly those of the reference interpreter over
-//! [`super::ViewActivation`]: the same values, the same errors, the same resource limits
+//! `ViewActivation`: the same values, the same errors, the same resource limits
 //! (steps, depth, iterations and allocation are counted as the interpreter counts them). The
 //! `compiled_vs_reference` and `general_vs_reference` tests check it.
 //!
@@ -34,7 +34,7 @@ use crate::interp::functions::{self, Core};
 use crate::program::view::RequestView;
 use crate::value::{CelType, Key, MapValue, Value};
 
-/// Where a variable's value comes from: the reading [`super::ViewActivation`] does for a name,
+/// Where a variable's value comes from: the reading `ViewActivation` does for a name,
 /// decided once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
@@ -308,7 +308,7 @@ pub enum Loop {
     SortBy,
 }
 
-/// What a collecting comprehension builds (the interpreter's [`Collect`]).
+/// What a collecting comprehension builds (the interpreter's `Collect`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CollectKind {
     /// `filter`.

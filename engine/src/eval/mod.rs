@@ -2,7 +2,7 @@
 //! per-worker [`Scratch`] space. Specialised nodes read request fields as `&str` and never
 //! allocate; [`Node::General`] evaluates a [`general::GExpr`] (allocation allowed), whose names
 //! were all resolved at compile time, with the values the reference interpreter sees through
-//! [`ViewActivation`].
+//! `ViewActivation`.
 
 pub mod general;
 pub mod iptable;
