@@ -1028,6 +1028,7 @@ on_http_response:
             client,
             server: None,
             by_action,
+            ja4: None,
         })
     }
 

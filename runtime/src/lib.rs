@@ -12,6 +12,7 @@ pub mod duration;
 pub mod edge;
 pub mod engine_policy;
 pub mod io;
+pub mod ja4;
 pub mod metrics;
 pub mod pages;
 pub mod policy_hook;

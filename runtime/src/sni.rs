@@ -17,23 +17,24 @@ pub enum ClientHelloSni {
 /// Largest TLS record (2^14 plus overhead) — the most ever buffered.
 pub const MAX_RECORD: usize = 5 + 16384 + 2048;
 
-struct Reader<'a> {
-    buf: &'a [u8],
+/// A bounds-checked reader over TLS wire data: every read is `None` past the end.
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         let (&b, rest) = self.buf.split_first()?;
         self.buf = rest;
         Some(b)
     }
-    fn u16(&mut self) -> Option<usize> {
+    pub(crate) fn u16(&mut self) -> Option<usize> {
         Some(usize::from(self.u8()?) << 8 | usize::from(self.u8()?))
     }
-    fn u24(&mut self) -> Option<usize> {
+    pub(crate) fn u24(&mut self) -> Option<usize> {
         Some(usize::from(self.u8()?) << 16 | self.u16()?)
     }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.buf.len() < n {
             return None;
         }
@@ -41,11 +42,11 @@ impl<'a> Reader<'a> {
         self.buf = b;
         Some(a)
     }
-    fn skip_vec8(&mut self) -> Option<()> {
+    pub(crate) fn skip_vec8(&mut self) -> Option<()> {
         let n = usize::from(self.u8()?);
         self.take(n).map(|_| ())
     }
-    fn skip_vec16(&mut self) -> Option<()> {
+    pub(crate) fn skip_vec16(&mut self) -> Option<()> {
         let n = self.u16()?;
         self.take(n).map(|_| ())
     }

@@ -449,6 +449,8 @@ pub struct TlsInfo {
     pub server: Option<Arc<PeerCert>>,
     /// Whether a `terminate-tls` action set the handshake up (its result variables exist).
     pub by_action: bool,
+    /// The JA4 fingerprint of the client's ClientHello ([`crate::ja4`]), when the edge read it.
+    pub ja4: Option<String>,
 }
 
 impl TlsInfo {
@@ -480,12 +482,14 @@ impl TlsInfo {
                 .map(|c| Arc::new(PeerCert::new(c.clone().into_owned()))),
             server,
             by_action,
+            ja4: None,
         }
     }
 
     /// The value of `conn.tls.<suffix>` (`version`, `client.subject.common_name`, …). Client
-    /// certificate fields read as empty values when the client sent no certificate; `None` for
-    /// names this edge does not provide (`ja4_fingerprint`).
+    /// certificate fields read as empty values when the client sent no certificate;
+    /// `ja4_fingerprint` is empty when the ClientHello could not be read whole; `None` for
+    /// names this edge does not know.
     pub fn variable(&self, suffix: &str) -> Option<Value> {
         Some(match suffix {
             "version" => Value::string(self.version),
@@ -493,6 +497,7 @@ impl TlsInfo {
             "negotiated_alpn" => Value::string(self.alpn.as_deref().unwrap_or("")),
             "session_resumed" => Value::Bool(self.resumed),
             "sni" => Value::string(self.sni.as_deref().unwrap_or("")),
+            "ja4_fingerprint" => Value::string(self.ja4.as_deref().unwrap_or("")),
             _ => {
                 if let Some(rest) = suffix.strip_prefix("client") {
                     return cert_variable(self.client.as_deref(), rest);
@@ -945,6 +950,7 @@ mod tests {
             client: Some(Arc::new(PeerCert::new(client_cert("device-1")))),
             server: None,
             by_action: true,
+            ja4: None,
         };
         let s = |v: Option<Value>| match v {
             Some(Value::String(s)) => s.to_string(),
@@ -974,7 +980,12 @@ mod tests {
         info.client = Some(Arc::new(PeerCert::new(der)));
         assert_eq!(s(info.variable("client.fingerprint")), expected);
         assert_eq!(expected.len(), 64);
-        assert!(info.variable("ja4_fingerprint").is_none());
+        assert_eq!(s(info.variable("ja4_fingerprint")), "");
+        info.ja4 = Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into());
+        assert_eq!(
+            s(info.variable("ja4_fingerprint")),
+            "t13d1516h2_8daaf6152771_e5627efa2ab1"
+        );
         assert!(info.variable("client.nope").is_none());
         assert!(info.variable("clientele").is_none());
         info.client = None;

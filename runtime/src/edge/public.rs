@@ -171,12 +171,14 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         };
     let local = tcp.local_addr().unwrap_or(peer);
+    // The ClientHello, kept for `conn.tls.ja4_fingerprint` (a cheap reference-counted clone).
+    let hello = prefix.clone();
     let io = Prefixed::new(prefix, tcp);
     let passthrough = name
         .as_deref()
         .and_then(|n| shared.registry().lookup_host(EndpointProto::Tls, n));
     if let Some(route) = passthrough {
-        return pipe_raw(&shared, route, io, peer, local, name).await;
+        return pipe_raw(&shared, route, io, peer, local, name, Some(hello)).await;
     }
     let Some(default) = shared.public_tls.clone() else {
         return;
@@ -217,6 +219,8 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
+    let mut negotiated = negotiated;
+    negotiated.ja4 = crate::ja4::fingerprint(&hello);
     let negotiated = Arc::new(negotiated);
     info.tls = Some(negotiated.clone());
     if let Some(t) = pending {
@@ -268,7 +272,7 @@ pub(crate) async fn serve_tcp_endpoint(shared: Arc<Shared>, listener: TcpListene
             let local = tcp.local_addr().unwrap_or(peer);
             let route = shared.registry().lookup_port(port);
             match route {
-                Some(route) => pipe_raw(&shared, route, tcp, peer, local, None).await,
+                Some(route) => pipe_raw(&shared, route, tcp, peer, local, None, None).await,
                 None => tracing::debug!(port, "no endpoint on port"),
             }
             drop(guard);
@@ -276,7 +280,9 @@ pub(crate) async fn serve_tcp_endpoint(shared: Arc<Shared>, listener: TcpListene
     }
 }
 
-/// Pipes a raw public connection through a `CONNECT` stream to the agent.
+/// Pipes a raw public connection through a `CONNECT` stream to the agent. `client_hello` is
+/// what a TLS client sent first (read for SNI routing), for `conn.tls.ja4_fingerprint` when a
+/// `terminate-tls` action decrypts here.
 async fn pipe_raw<I>(
     shared: &Arc<Shared>,
     route: Route,
@@ -284,6 +290,7 @@ async fn pipe_raw<I>(
     peer: SocketAddr,
     local: SocketAddr,
     sni: Option<String>,
+    client_hello: Option<Bytes>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -322,6 +329,8 @@ async fn pipe_raw<I>(
                         return;
                     }
                 };
+            let mut negotiated = negotiated;
+            negotiated.ja4 = client_hello.as_deref().and_then(crate::ja4::fingerprint);
             info.tls = Some(Arc::new(negotiated));
             if t.resume(&info) != ConnDecision::Allow {
                 return;
