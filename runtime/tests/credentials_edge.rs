@@ -621,11 +621,7 @@ async fn edge_closing_a_session_with_a_stalled_response_does_not_hang_the_agent(
         .await
         .unwrap();
 
-    cfg.tunnel_listen = addrs.tunnel;
-    cfg.http_listen = addrs.http;
-    cfg.https_listen = addrs.https;
-    cfg.metrics_listen = None;
-    let edge = start_edge(&c, cfg).await;
+    let edge = restart_edge(&c, cfg, &addrs).await;
     let st = within(
         "reconnected",
         agent.wait_for(|s| {

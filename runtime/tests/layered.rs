@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -25,7 +24,7 @@ use ring::signature::EcdsaKeyPair;
 use serde_json::json;
 use support::*;
 use tokio::net::TcpSocket;
-use wicket_runtime::agent::{AgentHandle, EndpointState};
+use wicket_runtime::agent::AgentHandle;
 use wicket_runtime::edge::{EdgeHandle, NamedToken, PortRange};
 
 const TOKEN: &str = "layered-test-token";
@@ -259,7 +258,7 @@ struct Client {
     roots: rustls::RootCertStore,
     source: IpAddr,
     device: Option<Ident>,
-    jar: BTreeMap<String, BTreeMap<String, String>>,
+    jar: CookieJar,
 }
 
 impl Client {
@@ -269,7 +268,7 @@ impl Client {
             roots: roots.clone(),
             source: IpAddr::from([127, 0, 0, 1]),
             device: None,
-            jar: BTreeMap::new(),
+            jar: CookieJar::new(),
         }
     }
 
@@ -292,20 +291,7 @@ impl Client {
     /// One request, no redirects followed; `Err` when the connection or TLS handshake fails.
     async fn send(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
         let u = url::Url::parse(url).unwrap();
-        let host = u.host_str().unwrap().to_owned();
-        let path = match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_owned(),
-        };
-        let mut req = Request::get(path).header("host", &host);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(c) = self.jar.get(&host).filter(|c| !c.is_empty()) {
-            let line: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header("cookie", line.join("; "));
-        }
-        let req = req.body(full(Bytes::new())).unwrap();
+        let (host, req) = browser_request(&self.jar, "GET", &u, headers);
         let res = if u.scheme() == "https" {
             let tcp = self.connect(self.edge).await;
             let spec = ClientSpec {
@@ -321,16 +307,7 @@ impl Client {
                 .unwrap();
             exchange(TokioIo::new(tcp), req).await?
         };
-        for c in res.headers.get_all("set-cookie") {
-            let c = c.to_str().unwrap();
-            let (k, v) = c.split(';').next().unwrap().split_once('=').unwrap();
-            let jar = self.jar.entry(host.clone()).or_default();
-            if c.contains("Max-Age=0") {
-                jar.remove(k);
-            } else {
-                jar.insert(k.to_owned(), v.to_owned());
-            }
-        }
+        store_cookies(&mut self.jar, &host, &res);
         Ok(res)
     }
 
@@ -469,16 +446,7 @@ async fn world() -> World {
     );
     let agent = start_agent(&c, &agent_yml);
     let status = settled(&agent).await;
-    for name in ["dashboard", "devices", "telemetry", "api"] {
-        assert!(
-            matches!(
-                status.endpoints.get(name),
-                Some(EndpointState::Bound { .. })
-            ),
-            "{name}: {:?}",
-            status.endpoints.get(name)
-        );
-    }
+    assert_bound(&status, &["dashboard", "devices", "telemetry", "api"]);
     World {
         certs: c,
         _agent: agent,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -349,7 +348,7 @@ struct Browser {
     edge_https: SocketAddr,
     roots: rustls::RootCertStore,
     /// host → cookie name → value.
-    jar: BTreeMap<String, BTreeMap<String, String>>,
+    jar: CookieJar,
 }
 
 impl Browser {
@@ -357,7 +356,7 @@ impl Browser {
         Browser {
             edge_https,
             roots: roots.clone(),
-            jar: BTreeMap::new(),
+            jar: CookieJar::new(),
         }
     }
 
@@ -384,25 +383,7 @@ impl Browser {
     /// One request, no redirects followed.
     async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
         let u = url::Url::parse(url).unwrap();
-        let host = u.host_str().unwrap().to_owned();
-        let path = match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_owned(),
-        };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &host);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(cookies) = self.jar.get(&host)
-            && !cookies.is_empty()
-        {
-            let line: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header("cookie", line.join("; "));
-        }
-        let req = req.body(full(Bytes::new())).unwrap();
+        let (host, req) = browser_request(&self.jar, method, &u, headers);
         let res = if u.scheme() == "https" {
             assert!(host.ends_with(".example.test"), "{url}");
             let tcp = within("connect", TcpStream::connect(self.edge_https))
@@ -420,17 +401,7 @@ impl Browser {
             let tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
             exchange(TokioIo::new(tcp), req).await.unwrap()
         };
-        for c in res.set_cookies() {
-            let first = c.split(';').next().unwrap();
-            let (k, v) = first.split_once('=').unwrap();
-            let delete = c.contains("Max-Age=0");
-            let jar = self.jar.entry(host.clone()).or_default();
-            if delete {
-                jar.remove(k);
-            } else {
-                jar.insert(k.to_owned(), v.to_owned());
-            }
-        }
+        store_cookies(&mut self.jar, &host, &res);
         res
     }
 
@@ -514,16 +485,10 @@ async fn world() -> World {
     }
     let stack = b.allow_refused().start().await;
     let status = &stack.status;
-    for name in ["gh", "short", "idle", "refresh", "cors", "oidc", "nodisc"] {
-        assert!(
-            matches!(
-                status.endpoints.get(name),
-                Some(EndpointState::Bound { .. })
-            ),
-            "{name}: {:?}",
-            status.endpoints.get(name)
-        );
-    }
+    assert_bound(
+        status,
+        &["gh", "short", "idle", "refresh", "cors", "oidc", "nodisc"],
+    );
     let browser = Browser::new(stack.https(), &stack.certs.roots);
     World {
         stack,
@@ -693,7 +658,7 @@ async fn state_mismatch_missing_login_and_replayed_codes_fail() {
 
     // A callback with no login cookie at all (another browser).
     let mut stranger = Browser {
-        jar: BTreeMap::new(),
+        jar: CookieJar::new(),
         ..saved
     };
     let r = stranger.get(&cb).await;

@@ -53,17 +53,7 @@ async fn a_100_mb_echo_keeps_in_flight_bytes_and_memory_growth_bounded() {
     let rss_before = proc_status("VmRSS:");
 
     let produced = Arc::new(AtomicU64::new(0));
-    let req = request(
-        &conn,
-        "https",
-        "mem.example.test",
-        "/echo",
-        "POST",
-        pattern_body(SIZE, 64 * 1024, Some(produced.clone())),
-    );
-    let res = conn.send(req).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
+    let mut body = conn.post_echo("mem.example.test", SIZE, &produced).await;
     let mut received = 0u64;
     let mut max_in_flight = 0u64;
     while let Some(frame) = within("echo frame", body.frame()).await {

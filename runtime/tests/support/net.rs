@@ -1,7 +1,9 @@
 //! Timeouts, HTTP/1.1 and HTTP/2 clients (plain or TLS) and raw stream helpers.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::tls::Certs;
+use super::upstream::pattern_body;
 
 /// Upper bound for any single await in these tests.
 pub const T: Duration = Duration::from_secs(60);
@@ -213,6 +216,17 @@ impl Conn {
         }
     }
 
+    /// POSTs `n` pattern bytes ([`pattern_body`], counted into `produced` as they are handed
+    /// out) to the test upstream's `/echo` on `host` over HTTPS; checks the 200 and returns the
+    /// echoed body, unread.
+    pub async fn post_echo(&mut self, host: &str, n: u64, produced: &Arc<AtomicU64>) -> Incoming {
+        let body = pattern_body(n, 64 * 1024, Some(produced.clone()));
+        let req = request(self, "https", host, "/echo", "POST", body);
+        let res = self.send(req).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.into_body()
+    }
+
     /// A GET of `path` on `host`, read to the end.
     pub async fn get(&mut self, scheme: &str, host: &str, path: &str) -> Reply {
         let req = request(self, scheme, host, path, "GET", full(Bytes::new()));
@@ -249,6 +263,51 @@ pub async fn get(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut c = connect(addr, tls, h2).await;
     c.get(scheme, host, path).await
+}
+
+/// The cookies a test browser keeps: host → name → value (no paths, domains or expiry).
+pub type CookieJar = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A browser's request for `url`: origin form with `Host`, the extra `headers` and the jar's
+/// cookies for the host, no body; and the host.
+pub fn browser_request(
+    jar: &CookieJar,
+    method: &str,
+    url: &url::Url,
+    headers: &[(&str, &str)],
+) -> (String, Request<TestBody>) {
+    let host = url.host_str().unwrap().to_owned();
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", &host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(cookies) = jar.get(&host)
+        && !cookies.is_empty()
+    {
+        let line: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        req = req.header("cookie", line.join("; "));
+    }
+    (host, req.body(full(Bytes::new())).unwrap())
+}
+
+/// Keeps the cookies `reply` sets for `host`; `Max-Age=0` deletes one.
+pub fn store_cookies(jar: &mut CookieJar, host: &str, reply: &Reply) {
+    for c in reply.set_cookies() {
+        let (k, v) = c.split(';').next().unwrap().split_once('=').unwrap();
+        let cookies = jar.entry(host.to_owned()).or_default();
+        if c.contains("Max-Age=0") {
+            cookies.remove(k);
+        } else {
+            cookies.insert(k.to_owned(), v.to_owned());
+        }
+    }
 }
 
 /// Reads a raw stream to its end.

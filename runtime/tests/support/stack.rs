@@ -7,7 +7,9 @@ use std::time::Duration;
 use wicket_runtime::agent::{
     Agent, AgentConfig, AgentHandle, AgentOptions, AgentStatus, EndpointState,
 };
-use wicket_runtime::edge::{Edge, EdgeBuilder, EdgeConfig, EdgeHandle, NamedToken, PortRange};
+use wicket_runtime::edge::{
+    Edge, EdgeAddrs, EdgeBuilder, EdgeConfig, EdgeHandle, NamedToken, PortRange,
+};
 
 use super::net::{T, within};
 use super::tls::{Certs, certs};
@@ -62,6 +64,16 @@ pub async fn start_edge_with(c: &Certs, builder: EdgeBuilder) -> EdgeHandle {
 /// Starts an edge with `cfg` and the edge certificate.
 pub async fn start_edge(c: &Certs, cfg: EdgeConfig) -> EdgeHandle {
     start_edge_with(c, Edge::builder(cfg)).await
+}
+
+/// Starts an edge with `cfg` on the listeners of a stopped one (`addrs`), without a metrics
+/// listener: an edge restart under a running agent.
+pub async fn restart_edge(c: &Certs, mut cfg: EdgeConfig, addrs: &EdgeAddrs) -> EdgeHandle {
+    cfg.tunnel_listen = addrs.tunnel;
+    cfg.http_listen = addrs.http;
+    cfg.https_listen = addrs.https;
+    cfg.metrics_listen = None;
+    start_edge(c, cfg).await
 }
 
 /// Agent YAML with the given endpoints block (already indented by two spaces).
@@ -149,6 +161,13 @@ pub fn bound_url(s: &AgentStatus, name: &str) -> String {
     match s.endpoints.get(name) {
         Some(EndpointState::Bound { url }) => url.clone(),
         other => panic!("endpoint `{name}` not bound: {other:?}"),
+    }
+}
+
+/// Panics unless every endpoint in `names` is bound.
+pub fn assert_bound(s: &AgentStatus, names: &[&str]) {
+    for name in names {
+        bound_url(s, name);
     }
 }
 

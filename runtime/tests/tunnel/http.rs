@@ -229,17 +229,7 @@ async fn a_100_mb_body_streams_both_ways_without_buffering() {
     let https = edge.addrs().https.unwrap();
     let mut conn = connect(https, Some((&c, "app.example.test")), true).await;
     let produced = Arc::new(AtomicU64::new(0));
-    let req = request(
-        &conn,
-        "https",
-        "app.example.test",
-        "/echo",
-        "POST",
-        pattern_body(SIZE, 64 * 1024, Some(produced.clone())),
-    );
-    let res = conn.send(req).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
+    let mut body = conn.post_echo("app.example.test", SIZE, &produced).await;
     let mut received = 0u64;
     let mut produced_at_first_byte = None;
     let mut mismatches = 0u64;

@@ -38,12 +38,7 @@ async fn the_agent_reconnects_after_an_edge_restart_and_rebinds() {
     within("agent notices", agent.wait_for(|s| !s.connected)).await;
 
     // Same addresses as before.
-    let mut cfg = edge_config(&c);
-    cfg.tunnel_listen = addrs.tunnel;
-    cfg.http_listen = addrs.http;
-    cfg.https_listen = addrs.https;
-    cfg.metrics_listen = None;
-    let edge = start_edge(&c, cfg).await;
+    let edge = restart_edge(&c, edge_config(&c), &addrs).await;
     let st = within(
         "rebound",
         agent.wait_for(|s| {
