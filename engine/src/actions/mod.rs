@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use wicket_grammar::Expr;
 use wicket_policy::Phase;
 
 use crate::compile::expr::desugar;
 use crate::compile::ir::ConfigValue;
 use crate::error::EvalError;
 use crate::eval::iptable::{IpTable, parse_policy_cidr};
-use crate::eval::{RestrictOutcome, Scratch, StrField, UrlParts, eval_value, read_str};
+use crate::eval::{RestrictOutcome, Scratch, StrField, UrlParts, read_str};
 use crate::program::view::RequestView;
 use crate::program::{Decision, Effect, HeaderList, Resume};
 use crate::value::{Key, MapValue, Value};
@@ -174,7 +173,7 @@ pub(crate) struct RateLimit {
     enforce: bool,
     capacity: u64,
     window: Duration,
-    bucket_key: Vec<Expr>,
+    bucket_key: Vec<crate::eval::general::Compiled>,
 }
 
 impl Action {
@@ -525,7 +524,7 @@ pub(crate) fn compile(kind: &str, config: &ConfigValue, phase: Phase) -> Result<
                 let mut e = wicket_grammar::parse(&src)
                     .map_err(|e| format!("bucket key `{src}` does not parse: {e}"))?;
                 desugar(&mut e);
-                bucket_key.push(e);
+                bucket_key.push(crate::eval::general::Compiled::new(e));
             }
             Action::RateLimit(Box::new(RateLimit {
                 name,
@@ -1046,7 +1045,7 @@ pub(crate) fn run<V: RequestView + ?Sized>(
         Action::RateLimit(r) => {
             let mut key = String::new();
             for e in &r.bucket_key {
-                let v = eval_value(e, view, st)?;
+                let v = e.eval(view, st)?;
                 if !key.is_empty() {
                     key.push('\u{1f}');
                 }

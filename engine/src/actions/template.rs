@@ -3,13 +3,13 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use wicket_grammar::Expr;
 use wicket_grammar::template::{TemplatePart, parse_template};
 
 use crate::compile::expr::desugar;
 use crate::compile::ir::ConfigValue;
 use crate::error::EvalError;
-use crate::eval::{Scratch, eval_value};
+use crate::eval::Scratch;
+use crate::eval::general::Compiled;
 use crate::program::view::RequestView;
 use crate::value::{Key, MapValue, Value};
 
@@ -24,7 +24,8 @@ pub(crate) struct Tmpl {
 #[derive(Debug)]
 enum Part {
     Text(String),
-    Expr(Expr),
+    /// An interpolation, its names resolved at compile time.
+    Expr(Compiled),
 }
 
 impl Tmpl {
@@ -38,7 +39,7 @@ impl Tmpl {
                 TemplatePart::Text { text, .. } => Part::Text(text),
                 TemplatePart::Expr { mut expr, .. } => {
                     desugar(&mut expr);
-                    Part::Expr(expr)
+                    Part::Expr(Compiled::new(expr))
                 }
             })
             .collect();
@@ -76,7 +77,7 @@ impl Tmpl {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Expr(e) => {
-                    let v = eval_value(e, view, st)?;
+                    let v = e.eval(view, st)?;
                     let mut text = String::new();
                     to_text(&v, &mut text);
                     match escape {
@@ -106,7 +107,7 @@ impl Tmpl {
         st: &Scratch,
     ) -> Result<Value, EvalError> {
         if let [Part::Expr(e)] = self.parts.as_slice() {
-            return eval_value(e, view, st);
+            return e.eval(view, st);
         }
         Ok(Value::String(self.render(view, st)?))
     }
@@ -256,5 +257,36 @@ impl ValueTmpl {
                 Value::map(map)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::view::OwnedRequest;
+
+    #[test]
+    fn interpolations_are_compiled_with_their_names_resolved() {
+        let t = Tmpl::parse(
+            "p=${req.url.path} n=${size(req.headers)} b=${cel.block([1], cel.index(0) + 1)}",
+        )
+        .unwrap();
+        let kinds: Vec<&str> = t
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Expr(Compiled::Resolved(_)) => Some("resolved"),
+                Part::Expr(Compiled::Interp(_)) => Some("interp"),
+                Part::Text(_) => None,
+            })
+            .collect();
+        assert_eq!(kinds, ["resolved", "resolved", "interp"]);
+        let req = OwnedRequest::parse("GET https://a.test/x/y").unwrap();
+        let st = Scratch::new();
+        // (The parsed request carries its `Host` header.)
+        assert_eq!(&*t.render(&req, &st).unwrap(), "p=/x/y n=1 b=2");
+        // A template that is exactly one interpolation keeps the value's type.
+        let one = Tmpl::parse("${1 + 2}").unwrap();
+        assert!(matches!(one.value(&req, &st).unwrap(), Value::Int(3)));
     }
 }

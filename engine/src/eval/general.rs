@@ -666,6 +666,43 @@ impl Compiler {
     }
 }
 
+/// An expression compiled once for evaluation on every request, outside rule conditions
+/// (`${…}` interpolations, rate-limit bucket keys): resolved ([`GExpr`]) unless it uses
+/// `cel.block`, which [`compile`] leaves to the reference interpreter.
+#[derive(Debug)]
+pub enum Compiled {
+    /// Every name resolved.
+    Resolved(GExpr),
+    /// Evaluated by the reference interpreter (`cel.block`).
+    Interp(Expr),
+}
+
+impl Compiled {
+    /// Compiles `expr` (already desugared).
+    #[must_use]
+    pub fn new(expr: Expr) -> Self {
+        match compile(&expr) {
+            Ok(g) => Self::Resolved(g),
+            Err(_) => Self::Interp(expr),
+        }
+    }
+
+    /// Evaluates the expression over a request.
+    ///
+    /// # Errors
+    /// The CEL error the expression evaluates to.
+    pub fn eval<V: RequestView + ?Sized>(
+        &self,
+        view: &V,
+        st: &Scratch,
+    ) -> Result<Value, EvalError> {
+        match self {
+            Self::Resolved(g) => eval(g, view, st),
+            Self::Interp(e) => crate::eval::eval_value(e, view, st),
+        }
+    }
+}
+
 /// Evaluates a compiled expression over a request.
 ///
 /// # Errors
