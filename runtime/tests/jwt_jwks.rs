@@ -509,20 +509,10 @@ async fn jwks_validation_through_the_edge() {
 /// and the body reaches the upstream as it was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_in_the_request_body_through_the_edge() {
-    use http_body_util::BodyExt as _;
     let keys = Keys::new();
     let jwks = JwksServer::start(keys.jwks(), "max-age=300").await;
     // The upstream echoes the body it got and the subject the policy added.
-    let up = serve(|req: Request<Incoming>| async move {
-        let sub = req.headers().get("x-jwt-sub").cloned();
-        let body = req.into_body().collect().await.unwrap().to_bytes();
-        let mut res = Response::new(full(body));
-        if let Some(sub) = sub {
-            res.headers_mut().insert("x-jwt-sub", sub);
-        }
-        res
-    })
-    .await;
+    let (up, _) = echo_upstream("x-jwt-sub").await;
     let policy = format!(
         r#"on_http_request:
   - actions:

@@ -118,36 +118,13 @@ mod ws_h2 {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use futures_util::{SinkExt, StreamExt};
     use http_body_util::Empty;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpStream;
     use tokio_tungstenite::WebSocketStream;
-    use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
     use super::*;
-
-    /// A WebSocket echo upstream (HTTP/1.1 upgrade).
-    async fn ws_echo_server() -> std::net::SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                        return;
-                    };
-                    while let Some(Ok(m)) = ws.next().await {
-                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
 
     async fn tls_h2(
         c: &Certs,
@@ -171,7 +148,7 @@ mod ws_h2 {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() {
         let c = certs();
-        let ws = ws_echo_server().await;
+        let ws = ws_echo().await;
         let (edge, agent) =
             edge_and_web_agent(&c, edge_config(&c), "https://ws.example.test", ws).await;
         let https = edge.addrs().https.unwrap();
@@ -220,21 +197,7 @@ mod ws_h2 {
         let stream = within("upgrade", hyper::upgrade::on(res)).await.unwrap();
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await;
-        for i in 0..3 {
-            let msg = format!("over h2 {i}");
-            within("ws send", ws.send(Message::text(msg.clone())))
-                .await
-                .unwrap();
-            let echoed = within("ws recv", ws.next()).await.unwrap().unwrap();
-            assert_eq!(echoed.into_text().unwrap().as_str(), msg);
-        }
-        let big = vec![9u8; 200_000];
-        within("ws send big", ws.send(Message::binary(big.clone())))
-            .await
-            .unwrap();
-        let echoed = within("ws recv big", ws.next()).await.unwrap().unwrap();
-        assert_eq!(echoed.into_data().as_ref(), &big[..]);
-        within("ws close", ws.close(None)).await.unwrap();
+        ws_echo_exchange(&mut ws, "over h2", 3, vec![9u8; 200_000]).await;
         agent.shutdown().await;
         edge.shutdown().await;
     }

@@ -7,41 +7,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::StatusCode;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 
 mod support;
 use support::*;
-
-/// The upstream: counts requests, echoes the body and the `x-verified` header.
-async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    let addr = serve(move |req: Request<Incoming>| {
-        let h = h.clone();
-        async move {
-            h.fetch_add(1, Ordering::SeqCst);
-            let verified = req.headers().get("x-verified").cloned();
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            let mut res = Response::new(full(body));
-            if let Some(v) = verified {
-                res.headers_mut().insert("x-verified", v);
-            }
-            res
-        }
-    })
-    .await;
-    (addr, hits)
-}
 
 /// One HTTP/1.1 POST to the edge's HTTP listener.
 async fn post(
@@ -116,7 +92,7 @@ async fn webhooks_are_verified_at_the_edge() {
     spki.extend_from_slice(sendgrid.public_key().as_ref());
     let sendgrid_key = b64(&spki);
 
-    let (up, hits) = upstream().await;
+    let (up, hits) = echo_upstream("x-verified").await;
     let stack = policy_stack(
         up,
         &[
@@ -413,7 +389,7 @@ async fn webhooks_are_verified_at_the_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_provider_refuses_the_bind() {
-    let (up, _) = upstream().await;
+    let (up, _) = echo_upstream("x-verified").await;
     let stack = Stack::builder()
         .policy_endpoint(
             "zoom",

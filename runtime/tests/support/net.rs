@@ -7,12 +7,15 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::tls::Certs;
 use super::upstream::pattern_body;
@@ -308,6 +311,28 @@ pub fn store_cookies(jar: &mut CookieJar, host: &str, reply: &Reply) {
             cookies.insert(k.to_owned(), v.to_owned());
         }
     }
+}
+
+/// Over a WebSocket to an echo server ([`super::upstream::ws_echo`]): `n` text messages
+/// (`<prefix> <i>`) and then `big` as one binary message each come back unchanged; then closes.
+pub async fn ws_echo_exchange<S>(ws: &mut WebSocketStream<S>, prefix: &str, n: usize, big: Vec<u8>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for i in 0..n {
+        let msg = format!("{prefix} {i}");
+        within("ws send", ws.send(Message::text(msg.clone())))
+            .await
+            .unwrap();
+        let echoed = within("ws recv", ws.next()).await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), msg);
+    }
+    within("ws send big", ws.send(Message::binary(big.clone())))
+        .await
+        .unwrap();
+    let echoed = within("ws recv big", ws.next()).await.unwrap().unwrap();
+    assert_eq!(echoed.into_data().as_ref(), &big[..]);
+    within("ws close", ws.close(None)).await.unwrap();
 }
 
 /// Reads a raw stream to its end.

@@ -3,9 +3,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -115,6 +116,28 @@ async fn route(tag: &str, req: Request<Incoming>) -> Response<TestBody> {
     res
 }
 
+/// An upstream answering every request with its body and, when sent, its `header`; returns
+/// the address and the count of requests it got.
+pub async fn echo_upstream(header: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let addr = serve(move |req: Request<Incoming>| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let value = req.headers().get(header).cloned();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let mut res = Response::new(full(body));
+            if let Some(v) = value {
+                res.headers_mut().insert(header, v);
+            }
+            res
+        }
+    })
+    .await;
+    (addr, hits)
+}
+
 /// A TCP echo server.
 pub async fn tcp_echo() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,4 +158,29 @@ pub async fn tcp_echo() -> SocketAddr {
 pub async fn dead_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
+}
+
+/// A WebSocket echo upstream (HTTP/1.1 upgrade): text and binary messages come back as sent.
+pub async fn ws_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() || m.is_binary() {
+                        if ws.send(m).await.is_err() {
+                            return;
+                        }
+                    } else if m.is_close() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }

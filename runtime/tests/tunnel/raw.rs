@@ -2,45 +2,15 @@
 
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
-
-#[allow(clippy::unwrap_used)]
-async fn ws_echo_server() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() || m.is_binary() {
-                        if ws.send(m).await.is_err() {
-                            return;
-                        }
-                    } else if m.is_close() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_end_to_end() {
     let c = certs();
-    let ws = ws_echo_server().await;
+    let ws = ws_echo().await;
     let (edge, agent, _) = edge_and_agent(
         &c,
         edge_config(&c),
@@ -59,21 +29,7 @@ async fn websocket_echo_end_to_end() {
     .await
     .unwrap();
     assert_eq!(res.status(), 101);
-    for i in 0..5 {
-        let msg = format!("message {i}");
-        within("ws send", client.send(Message::text(msg.clone())))
-            .await
-            .unwrap();
-        let echoed = within("ws recv", client.next()).await.unwrap().unwrap();
-        assert_eq!(echoed.into_text().unwrap().as_str(), msg);
-    }
-    let big = vec![7u8; 300_000];
-    within("ws send big", client.send(Message::binary(big.clone())))
-        .await
-        .unwrap();
-    let echoed = within("ws recv big", client.next()).await.unwrap().unwrap();
-    assert_eq!(echoed.into_data().as_ref(), &big[..]);
-    within("ws close", client.close(None)).await.unwrap();
+    ws_echo_exchange(&mut client, "message", 5, vec![7u8; 300_000]).await;
     agent.shutdown().await;
     edge.shutdown().await;
 }
