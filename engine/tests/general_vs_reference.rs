@@ -4,90 +4,18 @@
 //! variables) and on the request expressions of the engine's tests over several requests.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 
 use base64::Engine as _;
 use serde_json::Value as Json;
 use wicket_engine::Value;
 use wicket_engine::eval::{eval_value, general};
-use wicket_engine::program::{OwnedRequest, RequestView, Scratch};
+use wicket_engine::program::view::WithVariables;
+use wicket_engine::program::{OwnedRequest, Scratch};
 use wicket_engine::value::{CelType, Key, MapValue};
 
 /// A request whose [`RequestView::other`] serves extra variables.
-struct View {
-    req: OwnedRequest,
-    vars: HashMap<String, Value>,
-}
-
-impl RequestView for View {
-    fn method(&self) -> &str {
-        self.req.method()
-    }
-    fn scheme(&self) -> &str {
-        self.req.scheme()
-    }
-    fn host(&self) -> &str {
-        self.req.host()
-    }
-    fn url_host(&self) -> &str {
-        self.req.url_host()
-    }
-    fn url_port(&self) -> Option<u16> {
-        self.req.url_port()
-    }
-    fn path(&self) -> &str {
-        self.req.path()
-    }
-    fn query(&self) -> &str {
-        self.req.query()
-    }
-    fn version(&self) -> &str {
-        self.req.version()
-    }
-    fn header_count(&self, name: &str) -> usize {
-        self.req.header_count(name)
-    }
-    fn header(&self, name: &str, index: usize) -> Option<&str> {
-        self.req.header(name, index)
-    }
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
-        self.req.for_each_header(f);
-    }
-    fn client_ip(&self) -> Option<IpAddr> {
-        self.req.client_ip()
-    }
-    fn client_port(&self) -> Option<u16> {
-        self.req.client_port()
-    }
-    fn server_ip(&self) -> Option<IpAddr> {
-        self.req.server_ip()
-    }
-    fn server_port(&self) -> Option<u16> {
-        self.req.server_port()
-    }
-    fn tls_sni(&self) -> Option<&str> {
-        self.req.tls_sni()
-    }
-    fn tls_version(&self) -> Option<&str> {
-        self.req.tls_version()
-    }
-    fn response_status(&self) -> Option<u16> {
-        self.req.response_status()
-    }
-    fn response_header_count(&self, name: &str) -> usize {
-        self.req.response_header_count(name)
-    }
-    fn response_header(&self, name: &str, index: usize) -> Option<&str> {
-        self.req.response_header(name, index)
-    }
-    fn for_each_response_header(&self, f: &mut dyn FnMut(&str, &str)) {
-        self.req.for_each_response_header(f);
-    }
-    fn other(&self, name: &str) -> Option<Value> {
-        self.vars.get(name).cloned()
-    }
-}
+type View = WithVariables<OwnedRequest>;
 
 /// Whether the two paths agree on `src` over `view`: `Ok(false)` when the expression is not
 /// compiled (left to the interpreter) or does not parse.

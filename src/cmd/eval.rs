@@ -1,6 +1,7 @@
 //! `wicket eval`: run a policy against one request (and its response) and print the decision
 //! and effects of each phase.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,8 @@ use wicket_engine::compile::ir::PolicyIr;
 use wicket_engine::program::json::{
     decision_to_json, effect_to_json, trace_to_json, value_to_json,
 };
-use wicket_engine::program::{
-    Decision, OwnedRequest, Program, RequestView, RuleResult, RuleTrace, Scratch,
-};
+use wicket_engine::program::view::WithVariables;
+use wicket_engine::program::{Decision, OwnedRequest, Program, RuleResult, RuleTrace, Scratch};
 use wicket_policy::Phase;
 use wicket_policy::lint::{LintOptions, lint};
 use wicket_policy::render::{Format, render};
@@ -119,88 +119,31 @@ impl Injections {
     }
 }
 
-/// A request with injected connection data ([`Injections::tls`], [`Injections::variables`]).
-struct InjectedView<'a> {
-    req: &'a OwnedRequest,
-    inj: &'a Injections,
-}
-
-impl RequestView for InjectedView<'_> {
-    fn method(&self) -> &str {
-        self.req.method()
-    }
-    fn scheme(&self) -> &str {
-        self.req.scheme()
-    }
-    fn host(&self) -> &str {
-        self.req.host()
-    }
-    fn url_host(&self) -> &str {
-        self.req.url_host()
-    }
-    fn url_port(&self) -> Option<u16> {
-        self.req.url_port()
-    }
-    fn path(&self) -> &str {
-        self.req.path()
-    }
-    fn query(&self) -> &str {
-        self.req.query()
-    }
-    fn version(&self) -> &str {
-        self.req.version()
-    }
-    fn header_count(&self, name: &str) -> usize {
-        self.req.header_count(name)
-    }
-    fn header(&self, name: &str, index: usize) -> Option<&str> {
-        self.req.header(name, index)
-    }
-    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
-        self.req.for_each_header(f);
-    }
-    fn client_ip(&self) -> Option<IpAddr> {
-        self.req.client_ip()
-    }
-    fn client_port(&self) -> Option<u16> {
-        self.req.client_port()
-    }
-    fn server_ip(&self) -> Option<IpAddr> {
-        self.req.server_ip()
-    }
-    fn server_port(&self) -> Option<u16> {
-        self.req.server_port()
-    }
-    fn tls_sni(&self) -> Option<&str> {
-        self.req.tls_sni()
-    }
-    fn tls_version(&self) -> Option<&str> {
-        self.req.tls_version()
-    }
-    fn response_status(&self) -> Option<u16> {
-        self.req.response_status()
-    }
-    fn response_header_count(&self, name: &str) -> usize {
-        self.req.response_header_count(name)
-    }
-    fn response_header(&self, name: &str, index: usize) -> Option<&str> {
-        self.req.response_header(name, index)
-    }
-    fn for_each_response_header(&self, f: &mut dyn FnMut(&str, &str)) {
-        self.req.for_each_response_header(f);
-    }
-    fn other(&self, name: &str) -> Option<wicket_engine::Value> {
-        if let Some((_, v)) = self.inj.variables.iter().find(|(n, _)| n == name) {
-            return Some(wicket_engine::Value::from_json(v));
-        }
-        let rest = name.strip_prefix("conn.tls")?;
-        let mut node = self.inj.tls.as_ref()?;
-        if !rest.is_empty() {
-            for segment in rest.strip_prefix('.')?.split('.') {
-                node = node.get(segment)?;
+impl Injections {
+    /// The injected connection data as variables by full name: every node of the TLS tree
+    /// (`conn.tls`, `conn.tls.client`, `conn.tls.client.subject`, …), then the other variables
+    /// (which win over a TLS node of the same name).
+    fn as_variables(&self) -> HashMap<String, wicket_engine::Value> {
+        fn walk(
+            prefix: &str,
+            node: &serde_json::Value,
+            out: &mut HashMap<String, wicket_engine::Value>,
+        ) {
+            out.insert(prefix.to_owned(), wicket_engine::Value::from_json(node));
+            if let serde_json::Value::Object(map) = node {
+                for (k, v) in map {
+                    walk(&format!("{prefix}.{k}"), v, out);
+                }
             }
         }
-        Some(wicket_engine::Value::from_json(node))
+        let mut out = HashMap::new();
+        if let Some(tls) = &self.tls {
+            walk("conn.tls", tls, &mut out);
+        }
+        for (name, v) in &self.variables {
+            out.insert(name.clone(), wicket_engine::Value::from_json(v));
+        }
+        out
     }
 }
 
@@ -234,10 +177,11 @@ pub fn run_phases(
 ) -> Vec<PhaseRun> {
     let mut runs = Vec::new();
     let mut scratch = Scratch::new();
+    let vars = injections.as_variables();
     let mut one = |phase, req: &OwnedRequest| {
-        let view = InjectedView {
-            req,
-            inj: injections,
+        let view = WithVariables {
+            req: req.clone(),
+            vars: vars.clone(),
         };
         let (out, trace) = program.explain(phase, &view, &mut scratch);
         let mut decision = out.decision.clone();

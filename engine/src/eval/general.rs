@@ -1386,7 +1386,6 @@ mod tests {
 #[cfg(test)]
 mod proptests {
     use std::collections::HashMap;
-    use std::net::IpAddr;
     use std::sync::Arc;
 
     use proptest::prelude::*;
@@ -1396,55 +1395,7 @@ mod proptests {
     use crate::program::OwnedRequest;
 
     /// A request whose [`RequestView::other`] serves the interpreter proptest's variables.
-    struct View {
-        req: OwnedRequest,
-        vars: HashMap<String, Value>,
-    }
-
-    impl RequestView for View {
-        fn method(&self) -> &str {
-            self.req.method()
-        }
-        fn scheme(&self) -> &str {
-            self.req.scheme()
-        }
-        fn host(&self) -> &str {
-            self.req.host()
-        }
-        fn url_host(&self) -> &str {
-            self.req.url_host()
-        }
-        fn url_port(&self) -> Option<u16> {
-            self.req.url_port()
-        }
-        fn path(&self) -> &str {
-            self.req.path()
-        }
-        fn query(&self) -> &str {
-            self.req.query()
-        }
-        fn version(&self) -> &str {
-            self.req.version()
-        }
-        fn header_count(&self, name: &str) -> usize {
-            self.req.header_count(name)
-        }
-        fn header(&self, name: &str, index: usize) -> Option<&str> {
-            self.req.header(name, index)
-        }
-        fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
-            self.req.for_each_header(f);
-        }
-        fn client_ip(&self) -> Option<IpAddr> {
-            self.req.client_ip()
-        }
-        fn client_port(&self) -> Option<u16> {
-            self.req.client_port()
-        }
-        fn other(&self, name: &str) -> Option<Value> {
-            self.vars.get(name).cloned()
-        }
-    }
+    type View = crate::program::view::WithVariables<OwnedRequest>;
 
     fn view() -> View {
         let mut vars = HashMap::new();

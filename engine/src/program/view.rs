@@ -75,6 +75,88 @@ pub trait RequestView {
     }
 }
 
+/// A view that answers [`RequestView::other`] from `vars` first (variables a test or the CLI
+/// injects: `conn.geo.country_code`, TLS details); every other accessor is `req`'s.
+#[derive(Debug, Clone, Default)]
+pub struct WithVariables<R> {
+    /// The request.
+    pub req: R,
+    /// Extra variables by full name, answered before `req`'s own.
+    pub vars: std::collections::HashMap<String, crate::Value>,
+}
+
+impl<R: RequestView> RequestView for WithVariables<R> {
+    fn method(&self) -> &str {
+        self.req.method()
+    }
+    fn scheme(&self) -> &str {
+        self.req.scheme()
+    }
+    fn host(&self) -> &str {
+        self.req.host()
+    }
+    fn url_host(&self) -> &str {
+        self.req.url_host()
+    }
+    fn url_port(&self) -> Option<u16> {
+        self.req.url_port()
+    }
+    fn path(&self) -> &str {
+        self.req.path()
+    }
+    fn query(&self) -> &str {
+        self.req.query()
+    }
+    fn version(&self) -> &str {
+        self.req.version()
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.req.header_count(name)
+    }
+    fn header(&self, name: &str, index: usize) -> Option<&str> {
+        self.req.header(name, index)
+    }
+    fn for_each_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        self.req.for_each_header(f);
+    }
+    fn client_ip(&self) -> Option<IpAddr> {
+        self.req.client_ip()
+    }
+    fn client_port(&self) -> Option<u16> {
+        self.req.client_port()
+    }
+    fn server_ip(&self) -> Option<IpAddr> {
+        self.req.server_ip()
+    }
+    fn server_port(&self) -> Option<u16> {
+        self.req.server_port()
+    }
+    fn tls_sni(&self) -> Option<&str> {
+        self.req.tls_sni()
+    }
+    fn tls_version(&self) -> Option<&str> {
+        self.req.tls_version()
+    }
+    fn response_status(&self) -> Option<u16> {
+        self.req.response_status()
+    }
+    fn response_header_count(&self, name: &str) -> usize {
+        self.req.response_header_count(name)
+    }
+    fn response_header(&self, name: &str, index: usize) -> Option<&str> {
+        self.req.response_header(name, index)
+    }
+    fn for_each_response_header(&self, f: &mut dyn FnMut(&str, &str)) {
+        self.req.for_each_response_header(f);
+    }
+    fn other(&self, name: &str) -> Option<crate::Value> {
+        self.vars
+            .get(name)
+            .cloned()
+            .or_else(|| self.req.other(name))
+    }
+}
+
 /// An owned request, for tests, the CLI and benchmarks.
 #[derive(Clone, Debug, Default)]
 pub struct OwnedRequest {
