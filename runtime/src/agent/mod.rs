@@ -552,7 +552,7 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
         .map_err(|e| AgentError::Connect(format!("connecting to `{target}`: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(inner.tls.clone());
-    let mut tls = tokio::time::timeout(deadline, connector.connect(server_name, tcp))
+    let mut tls = tokio::time::timeout(deadline, connector.connect(server_name, crate::io::tunnel_transport(tcp)))
         .await
         .map_err(|_| AgentError::Connect("tls handshake timed out".into()))?
         .map_err(|e| AgentError::Connect(format!("tls handshake with `{target}`: {e}")))?;

@@ -87,7 +87,10 @@ async fn handle_agent(
     let limits = shared.cfg.limits.clone();
     // TLS and hello under one deadline, before any session state exists.
     let (mut tls, hello) = tokio::time::timeout(limits.handshake_timeout, async {
-        let mut tls = acceptor.accept(tcp).await.map_err(SessionError::Tls)?;
+        let mut tls = acceptor
+            .accept(crate::io::tunnel_transport(tcp))
+            .await
+            .map_err(SessionError::Tls)?;
         let hello: Hello = frame::read_frame(&mut tls, MAX_HELLO_LEN).await?;
         Ok::<_, SessionError>((tls, hello))
     })
@@ -404,6 +407,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Killable<S> {
     ) -> Poll<std::io::Result<usize>> {
         self.switch.check(cx)?;
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.switch.check(cx)?;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    /// Perf: h2 writes a DATA frame's head and payload in one vectored write (one TLS record,
+    /// one `sendmsg`) when the transport says it can, rather than copying or writing twice.
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
