@@ -552,10 +552,13 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
         .map_err(|e| AgentError::Connect(format!("connecting to `{target}`: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let connector = TlsConnector::from(inner.tls.clone());
-    let mut tls = tokio::time::timeout(deadline, connector.connect(server_name, crate::io::tunnel_transport(tcp)))
-        .await
-        .map_err(|_| AgentError::Connect("tls handshake timed out".into()))?
-        .map_err(|e| AgentError::Connect(format!("tls handshake with `{target}`: {e}")))?;
+    let mut tls = tokio::time::timeout(
+        deadline,
+        connector.connect(server_name, crate::io::tunnel_transport(tcp)),
+    )
+    .await
+    .map_err(|_| AgentError::Connect("tls handshake timed out".into()))?
+    .map_err(|e| AgentError::Connect(format!("tls handshake with `{target}`: {e}")))?;
     let mut metadata = BTreeMap::new();
     if let Some(m) = &section.metadata {
         metadata.insert("metadata".to_owned(), m.clone());
@@ -611,16 +614,18 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
         let state = svc_state.clone();
         async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
     });
+    let (io, driver) = crate::io::WriteBatch::new(tls);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(crate::proto::STREAM_WINDOW)
         .initial_connection_window_size(crate::proto::CONN_WINDOW)
+        .max_frame_size(crate::proto::MAX_FRAME_SIZE)
         .max_concurrent_streams(u32::MAX / 2)
         .keep_alive_interval(section.heartbeat_interval)
         .keep_alive_timeout(section.heartbeat_tolerance)
         .max_header_list_size(256 * 1024)
-        .serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = driver.drive(conn);
     let mut draining = false;
     let mut local_stop = false;
     let mut handed_over = false;
@@ -631,7 +636,7 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
     tokio::pin!(drain_deadline);
     loop {
         tokio::select! {
-            r = conn.as_mut() => {
+            r = &mut conn => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "session connection ended");
                 }
@@ -641,12 +646,12 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
                 draining = true;
                 local_stop = true;
                 state.close_control.notify_one();
-                conn.as_mut().graceful_shutdown();
+                conn.inner().graceful_shutdown();
             }
             () = state.drain.notified(), if !draining => {
                 draining = true;
                 state.close_control.notify_one();
-                conn.as_mut().graceful_shutdown();
+                conn.inner().graceful_shutdown();
                 // The edge asked for the drain and closes the connection at its drain
                 // timeout; should it not, a stalled stream must not keep this session (and
                 // the reconnect, or the report that the edge closed it for good) waiting.
@@ -669,7 +674,7 @@ async fn session(inner: Arc<Inner>, ctl: Arc<SessionCtl>) -> Result<SessionEnd, 
             () = &mut handover_deadline, if handed_over && !draining => {
                 // The edge kept the connection open for too long; drain it from this side.
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                conn.inner().graceful_shutdown();
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::io::ChannelBody;
 use crate::proto::control::{AgentMessage, EdgeMessage, MAX_CONTROL_LEN};
 use crate::proto::frame::{self, Decoder, FrameError};
 use crate::proto::hello::{Hello, HelloReply, MAX_HELLO_LEN};
-use crate::proto::{CONN_WINDOW, PROTOCOL_VERSION, STREAM_WINDOW, meta};
+use crate::proto::{CONN_WINDOW, MAX_FRAME_SIZE, PROTOCOL_VERSION, STREAM_WINDOW, meta};
 
 use super::registry::SessionLink;
 
@@ -156,6 +156,7 @@ async fn handle_agent(
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
         .keep_alive_interval(limits.heartbeat_interval)
         .keep_alive_timeout(limits.heartbeat_timeout)
         .keep_alive_while_idle(true)
