@@ -554,14 +554,13 @@ mod tests {
             write_all_in_one_poll(&mut io, cx, &[b"one ", b"two ", b"three"])?;
             // Nothing reached the transport during the poll.
             assert_eq!(counted.load(Ordering::Relaxed), 0);
-            Poll::Ready(Ok::<_, io::Error>(io))
+            Poll::Ready(Ok::<_, io::Error>(()))
         });
-        let io = driver.drive(fut).await.unwrap();
+        driver.drive(fut).await.unwrap();
         assert_eq!(writes.load(Ordering::Relaxed), 1);
         let mut got = vec![0; 13];
         peer.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"one two three");
-        drop(io);
     }
 
     #[tokio::test]
