@@ -268,11 +268,7 @@ async fn jwks_validation_through_the_edge() {
         "max-age=300",
     )
     .await;
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_port().await;
     let (up, hits) = upstream().await;
     let stack = policy_stack(
         up,

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -134,28 +133,15 @@ async fn https_get(
         .and_then(|c| c.first())
         .map(|c| x509_names(c).1)
         .unwrap_or_default();
-    let (mut send, driver) = within(
-        "h1 handshake",
-        hyper::client::conn::http1::handshake(TokioIo::new(tls)),
-    )
-    .await
-    .map_err(|e| format!("h1: {e}"))?;
-    tokio::spawn(driver);
     let req = Request::builder()
         .uri("/")
         .header("host", host)
-        .body(Empty::<Bytes>::new())
+        .body(full(Bytes::new()))
         .unwrap();
-    let res = within("response", send.send_request(req))
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let (parts, body) = res.into_parts();
-    within("body", body.collect())
-        .await
-        .map_err(|e| format!("body: {e}"))?;
+    let reply = exchange(TokioIo::new(tls), req).await?;
     Ok(Seen {
-        status: parts.status,
-        headers: parts.headers,
+        status: reply.status,
+        headers: reply.headers,
         tls_version,
         server_cn,
     })

@@ -194,16 +194,11 @@ async fn the_credential_system_authorizes_binds_and_revocation_closes_the_sessio
         revoke: revoke_rx,
         endpoints: endpoints.clone(),
     });
-    let edge = within(
-        "edge start",
-        wicket_runtime::edge::Edge::builder(edge_config(&c))
-            .tunnel_cert(c.pair.clone())
-            .public_certs(vec![c.pair.clone()])
-            .authenticator(auth)
-            .start(),
+    let edge = start_edge_with(
+        &c,
+        wicket_runtime::edge::Edge::builder(edge_config(&c)).authenticator(auth),
     )
-    .await
-    .unwrap();
+    .await;
     let up = upstream("app").await;
     let agent = start_agent(
         &c,
