@@ -431,6 +431,7 @@ async fn mtls_matrix() {
     endpoints.push_str(&ep("bad", "https://bad.example.test", web, &p_bad));
     let stack = Stack::builder()
         .certs(c)
+        .edge_config(|cfg| cfg.metrics_listen = None)
         .endpoints_yaml(&endpoints)
         .allow_refused()
         .start()

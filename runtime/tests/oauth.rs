@@ -483,7 +483,11 @@ async fn world() -> World {
             policy,
         );
     }
-    let stack = b.allow_refused().start().await;
+    let stack = b
+        .edge_config(|cfg| cfg.metrics_listen = None)
+        .allow_refused()
+        .start()
+        .await;
     let status = &stack.status;
     assert_bound(
         status,

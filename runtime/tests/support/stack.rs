@@ -1,7 +1,6 @@
 //! The edge and the agent: configuration, start-up, waiting for endpoints, and [`Stack`].
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use wicket_runtime::agent::{
@@ -214,11 +213,6 @@ impl Stack {
         }
     }
 
-    /// The edge's tunnel listener.
-    pub fn tunnel(&self) -> SocketAddr {
-        self.edge.addrs().tunnel
-    }
-
     /// The edge's plain HTTP listener.
     pub fn http(&self) -> SocketAddr {
         self.edge
@@ -233,16 +227,6 @@ impl Stack {
             .addrs()
             .https
             .expect("the edge has an HTTPS listener")
-    }
-
-    /// The directory of the certificates, the agent and the policy files.
-    pub fn dir(&self) -> &Path {
-        self.certs.dir.path()
-    }
-
-    /// The URL endpoint `name` is bound at; panics when it is not bound.
-    pub fn url(&self, name: &str) -> String {
-        bound_url(&self.status, name)
     }
 
     /// Shuts the agent down, then the edge.
@@ -270,12 +254,6 @@ impl StackBuilder {
     /// environment.
     pub fn edge_builder(mut self, f: impl FnOnce(EdgeBuilder) -> EdgeBuilder + 'static) -> Self {
         self.builder.push(Box::new(f));
-        self
-    }
-
-    /// An endpoint `name` at `url` forwarding to `up`, without a policy.
-    pub fn endpoint(mut self, name: &str, url: &str, up: impl std::fmt::Display) -> Self {
-        self.endpoints.push_str(&endpoint_yaml(name, url, up, None));
         self
     }
 

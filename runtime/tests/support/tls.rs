@@ -37,14 +37,9 @@ pub struct Certs {
     pub roots: rustls::RootCertStore,
 }
 
-/// A dev CA and an edge certificate for [`EDGE_NAMES`].
+/// A dev CA (written as `ca.pem`) and an edge certificate for [`EDGE_NAMES`].
 pub fn certs() -> Certs {
-    certs_for(EDGE_NAMES)
-}
-
-/// A dev CA (written as `ca.pem`) and an edge certificate for `names`.
-pub fn certs_for(names: &[&str]) -> Certs {
-    certs_named(names, "ca.pem")
+    certs_named(EDGE_NAMES, "ca.pem")
 }
 
 /// A dev CA written to `ca_file` in the directory and an edge certificate for `names`.
