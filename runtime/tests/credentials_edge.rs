@@ -605,7 +605,7 @@ async fn edge_closing_a_session_with_a_stalled_response_does_not_hang_the_agent(
         endpoint("web", "http://web.example.test", up),
     ]
     .concat();
-    let agent = start_agent(&c, &agent_yaml(&c, addrs.tunnel, TOKEN, &endpoints));
+    let agent = start_endpoints(&c, addrs.tunnel, &endpoints);
     settled(&agent).await;
     let http = addrs.http.unwrap();
     let stuck =

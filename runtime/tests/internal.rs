@@ -79,37 +79,25 @@ async fn fleet() -> Fleet {
     ] {
         std::fs::write(c.dir.path().join(name), text).unwrap();
     }
-    let central = start_agent(
+    let central = start_endpoints(
         &c,
-        &agent_yaml(
-            &c,
-            tunnel,
-            TOKEN,
-            &format!(
-                "  - name: central\n    url: http://central.example.test\n    upstream: {{ url: '{central_up}' }}\n    traffic_policy_file: central.yml\n"
-            ),
+        tunnel,
+        &format!(
+            "  - name: central\n    url: http://central.example.test\n    upstream: {{ url: '{central_up}' }}\n    traffic_policy_file: central.yml\n"
         ),
     );
-    let devices = start_agent(
+    let devices = start_endpoints(
         &c,
-        &agent_yaml(
-            &c,
-            tunnel,
-            TOKEN,
-            &format!(
-                "  - name: a\n    url: https://dev-a.site.internal\n    upstream: {{ url: '{a_up}' }}\n    traffic_policy_file: dev-a.yml\n  - name: b\n    url: https://dev-b.site.internal\n    bindings: [internal]\n    upstream: {{ url: '{b_up}' }}\n  - name: loop\n    url: https://loop.site.internal\n    upstream: {{ url: '{b_up}' }}\n    traffic_policy_file: loop.yml\n"
-            ),
+        tunnel,
+        &format!(
+            "  - name: a\n    url: https://dev-a.site.internal\n    upstream: {{ url: '{a_up}' }}\n    traffic_policy_file: dev-a.yml\n  - name: b\n    url: https://dev-b.site.internal\n    bindings: [internal]\n    upstream: {{ url: '{b_up}' }}\n  - name: loop\n    url: https://loop.site.internal\n    upstream: {{ url: '{b_up}' }}\n    traffic_policy_file: loop.yml\n"
         ),
     );
-    let dev_c = start_agent(
+    let dev_c = start_endpoints(
         &c,
-        &agent_yaml(
-            &c,
-            tunnel,
-            TOKEN,
-            &format!(
-                "  - name: c\n    url: https://dev-c.site.internal\n    upstream: {{ url: '{c_up}' }}\n"
-            ),
+        tunnel,
+        &format!(
+            "  - name: c\n    url: https://dev-c.site.internal\n    upstream: {{ url: '{c_up}' }}\n"
         ),
     );
     for a in [&central, &devices, &dev_c] {
@@ -132,6 +120,16 @@ async fn fleet() -> Fleet {
 impl Fleet {
     async fn get(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         http_get(self.edge.addrs().http.unwrap(), host, path, headers).await
+    }
+
+    /// A request to the central endpoint routed by `x-device: device`.
+    async fn by_header(&self, device: &str) -> Reply {
+        self.get(
+            "central.example.test",
+            "/by-header/z",
+            &[("x-api-key", "k1"), ("x-device", device)],
+        )
+        .await
     }
 
     async fn central(&self, path: &str) -> Reply {
@@ -179,13 +177,7 @@ async fn central_policy_in_front_of_internal_endpoints() {
     assert_eq!(r.header("x-dev"), "");
 
     // Routed by a header, through an interpolated URL.
-    let r = f
-        .get(
-            "central.example.test",
-            "/by-header/z",
-            &[("x-api-key", "k1"), ("x-device", "dev-b")],
-        )
-        .await;
+    let r = f.by_header("dev-b").await;
     assert_eq!((r.status.as_u16(), r.header("x-upstream")), (200, "dev-b"));
 
     // Not forwarded: the central endpoint's own upstream.
@@ -284,13 +276,7 @@ async fn internal_endpoints_are_not_public_and_failures_are_clear() {
     assert_eq!(r.header("x-upstream"), "");
 
     // An interpolated target that is not internal is refused.
-    let r = f
-        .get(
-            "central.example.test",
-            "/by-header/z",
-            &[("x-api-key", "k1"), ("x-device", "x.example.test/")],
-        )
-        .await;
+    let r = f.by_header("x.example.test/").await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.header("wicket-error-code"), "ERR_WICKET_3502");
 }

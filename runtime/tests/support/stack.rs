@@ -98,6 +98,12 @@ pub fn endpoint_yaml(
     s
 }
 
+/// Starts an agent with [`TOKEN`] serving the `endpoints` items (YAML, indented by two
+/// spaces), connecting to the edge's tunnel listener `tunnel`.
+pub fn start_endpoints(c: &Certs, tunnel: SocketAddr, endpoints: &str) -> AgentHandle {
+    start_agent(c, &agent_yaml(c, tunnel, TOKEN, endpoints))
+}
+
 /// Starts an agent from `yaml` in the certificates' directory, with a short reconnect backoff
 /// and policy-file poll.
 pub fn start_agent(c: &Certs, yaml: &str) -> AgentHandle {
@@ -138,7 +144,7 @@ pub async fn edge_and_agent(
     endpoints: &str,
 ) -> (EdgeHandle, AgentHandle, AgentStatus) {
     let edge = start_edge(c, cfg).await;
-    let agent = start_agent(c, &agent_yaml(c, edge.addrs().tunnel, TOKEN, endpoints));
+    let agent = start_endpoints(c, edge.addrs().tunnel, endpoints);
     let status = settled(&agent).await;
     (edge, agent, status)
 }
@@ -302,10 +308,7 @@ impl StackBuilder {
         for (file, policy) in &self.policies {
             std::fs::write(c.dir.path().join(file), policy).unwrap();
         }
-        let agent = start_agent(
-            &c,
-            &agent_yaml(&c, edge.addrs().tunnel, TOKEN, &self.endpoints),
-        );
+        let agent = start_endpoints(&c, edge.addrs().tunnel, &self.endpoints);
         let status = settled(&agent).await;
         if !self.allow_refused {
             for name in status.endpoints.keys() {

@@ -200,15 +200,11 @@ async fn the_credential_system_authorizes_binds_and_revocation_closes_the_sessio
     )
     .await;
     let up = upstream("app").await;
-    let agent = start_agent(
+    let agent = start_endpoints(
         &c,
-        &agent_yaml(
-            &c,
-            edge.addrs().tunnel,
-            TOKEN,
-            &format!(
-                "  - name: ok\n    url: http://a.allowed.example.test\n    upstream: {{ url: '{up}' }}\n  - name: denied\n    url: http://elsewhere.example.test\n    upstream: {{ url: '{up}' }}\n"
-            ),
+        edge.addrs().tunnel,
+        &format!(
+            "  - name: ok\n    url: http://a.allowed.example.test\n    upstream: {{ url: '{up}' }}\n  - name: denied\n    url: http://elsewhere.example.test\n    upstream: {{ url: '{up}' }}\n"
         ),
     );
     let st = settled(&agent).await;

@@ -13,15 +13,11 @@ async fn the_agent_reconnects_after_an_edge_restart_and_rebinds() {
     let addrs = edge.addrs();
     let up = upstream("app").await;
     let echo = tcp_echo().await;
-    let agent = start_agent(
+    let agent = start_endpoints(
         &c,
-        &agent_yaml(
-            &c,
-            addrs.tunnel,
-            TOKEN,
-            &format!(
-                "  - name: web\n    url: http://r.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n"
-            ),
+        addrs.tunnel,
+        &format!(
+            "  - name: web\n    url: http://r.example.test\n    upstream: {{ url: '{up}' }}\n  - name: echo\n    url: tcp://\n    upstream: {{ url: '{echo}' }}\n"
         ),
     );
     let st = settled(&agent).await;
