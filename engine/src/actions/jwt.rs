@@ -191,9 +191,18 @@ impl Key {
             .is_none_or(|a| allowed_for(self.kind, a))
     }
 
-    /// Whether this key may verify a token signed with `alg`.
-    fn verifies(&self, alg: &str) -> bool {
+    /// Whether this key may verify a token signed with `alg`: the key's type fixes the
+    /// algorithms it verifies (no algorithm confusion), and a JWK's `alg` narrows that to one.
+    #[must_use]
+    pub fn verifies(&self, alg: &str) -> bool {
         allowed_for(self.kind, alg) && self.alg.as_deref().is_none_or(|a| a == alg)
+    }
+
+    /// Whether `sig` is this key's `alg` signature of `signed` (false when the key may not
+    /// verify `alg` at all).
+    #[must_use]
+    pub fn verify_signature(&self, alg: &str, signed: &[u8], sig: &[u8]) -> bool {
+        self.verifies(alg) && verify_sig(self, alg, signed, sig)
     }
 }
 
@@ -219,6 +228,16 @@ pub enum JwksError {
     /// Too many keys.
     #[error("the JWK set lists {0} keys; at most {MAX_JWKS_KEYS} are accepted")]
     TooMany(usize),
+}
+
+impl JwkSet {
+    /// The keys of a parsed JWK set document (see [`parse_jwks`]).
+    ///
+    /// # Errors
+    /// The document is not a JWK set or lists more than [`MAX_JWKS_KEYS`] keys.
+    pub fn from_json(doc: &serde_json::Value, allow_symmetric: bool) -> Result<JwkSet, JwksError> {
+        jwk_set(doc, allow_symmetric)
+    }
 }
 
 /// Parses a JWK set (`{"keys": [...]}`). Keys that cannot be used are skipped (and listed), so

@@ -127,7 +127,7 @@ enum Provider {
 #[derive(Debug, Default)]
 struct OidcCache {
     discovery: Option<(Arc<oidc::Discovery>, Instant)>,
-    jwks: Option<(Arc<Vec<oidc::Jwk>>, Instant)>,
+    jwks: Option<(Arc<Vec<wicket_engine::actions::jwt::Key>>, Instant)>,
 }
 
 /// A compiled `oauth` / `openid-connect` action.
@@ -1389,7 +1389,7 @@ impl OAuthAction {
         env: &ActionEnv,
         d: &oidc::Discovery,
         refresh: bool,
-    ) -> Result<Arc<Vec<oidc::Jwk>>, ActionError> {
+    ) -> Result<Arc<Vec<wicket_engine::actions::jwt::Key>>, ActionError> {
         let Provider::Oidc { cache, .. } = &self.provider else {
             return Err(ActionError::failed("not an OpenID Connect provider"));
         };

@@ -2,12 +2,15 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::Value as Json;
+use wicket_engine::actions::jwt::{JwkSet, Key};
 
-/// At most this many keys are kept from a JWKS.
-pub(crate) const MAX_KEYS: usize = 64;
+/// The signature algorithms accepted on ID tokens (asymmetric only: a provider's published
+/// key set never verifies HMAC tokens).
+const ID_TOKEN_ALGS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 /// The longest ID token accepted.
 pub(crate) const MAX_ID_TOKEN: usize = 16 * 1024;
 /// Clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
@@ -50,172 +53,13 @@ pub(crate) fn same_issuer(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// The signature algorithms accepted on ID tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Alg {
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    Es384,
-    EdDsa,
-}
-
-impl Alg {
-    fn parse(s: &str) -> Option<Alg> {
-        Some(match s {
-            "RS256" => Alg::Rs256,
-            "RS384" => Alg::Rs384,
-            "RS512" => Alg::Rs512,
-            "PS256" => Alg::Ps256,
-            "PS384" => Alg::Ps384,
-            "PS512" => Alg::Ps512,
-            "ES256" => Alg::Es256,
-            "ES384" => Alg::Es384,
-            "EdDSA" => Alg::EdDsa,
-            _ => return None,
-        })
-    }
-}
-
-/// One verification key of a JWKS.
-#[derive(Debug, Clone)]
-pub(crate) struct Jwk {
-    kid: Option<String>,
-    alg: Option<String>,
-    key: KeyMaterial,
-}
-
-#[derive(Debug, Clone)]
-enum KeyMaterial {
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// An uncompressed point (`04 ‖ x ‖ y`) on `crv`.
-    Ec {
-        crv: &'static str,
-        point: Vec<u8>,
-    },
-    Ed25519(Vec<u8>),
-}
-
-/// The signing keys of a JWKS document; keys that are not for signatures or that this verifier
-/// cannot use are skipped, and at most [`MAX_KEYS`] are kept.
-pub(crate) fn parse_jwks(doc: &Json) -> Result<Vec<Jwk>, String> {
-    let keys = doc
-        .get("keys")
-        .and_then(Json::as_array)
-        .ok_or("the JWKS has no `keys` list")?;
-    let b64 = |k: &Json, f: &str| -> Option<Vec<u8>> {
-        URL_SAFE_NO_PAD
-            .decode(k.get(f)?.as_str()?.trim_end_matches('='))
-            .ok()
-    };
-    let mut out = Vec::new();
-    for k in keys {
-        if out.len() == MAX_KEYS {
-            break;
-        }
-        if k.get("use")
-            .and_then(Json::as_str)
-            .is_some_and(|u| u != "sig")
-        {
-            continue;
-        }
-        let key = match k.get("kty").and_then(Json::as_str) {
-            Some("RSA") => match (b64(k, "n"), b64(k, "e")) {
-                (Some(n), Some(e)) => KeyMaterial::Rsa { n, e },
-                _ => continue,
-            },
-            Some("EC") => {
-                let (crv, len) = match k.get("crv").and_then(Json::as_str) {
-                    Some("P-256") => ("P-256", 32),
-                    Some("P-384") => ("P-384", 48),
-                    _ => continue,
-                };
-                match (b64(k, "x"), b64(k, "y")) {
-                    (Some(x), Some(y)) if x.len() == len && y.len() == len => {
-                        let mut point = Vec::with_capacity(1 + 2 * len);
-                        point.push(4);
-                        point.extend_from_slice(&x);
-                        point.extend_from_slice(&y);
-                        KeyMaterial::Ec { crv, point }
-                    }
-                    _ => continue,
-                }
-            }
-            Some("OKP") if k.get("crv").and_then(Json::as_str) == Some("Ed25519") => {
-                match b64(k, "x") {
-                    Some(x) if x.len() == 32 => KeyMaterial::Ed25519(x),
-                    _ => continue,
-                }
-            }
-            _ => continue,
-        };
-        out.push(Jwk {
-            kid: k.get("kid").and_then(Json::as_str).map(str::to_owned),
-            alg: k.get("alg").and_then(Json::as_str).map(str::to_owned),
-            key,
-        });
-    }
-    Ok(out)
-}
-
-impl Jwk {
-    fn fits(&self, alg: Alg) -> bool {
-        if self
-            .alg
-            .as_deref()
-            .is_some_and(|a| Alg::parse(a) != Some(alg))
-        {
-            return false;
-        }
-        matches!(
-            (&self.key, alg),
-            (
-                KeyMaterial::Rsa { .. },
-                Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512
-            ) | (KeyMaterial::Ec { crv: "P-256", .. }, Alg::Es256)
-                | (KeyMaterial::Ec { crv: "P-384", .. }, Alg::Es384)
-                | (KeyMaterial::Ed25519(_), Alg::EdDsa)
-        )
-    }
-
-    fn verify(&self, alg: Alg, msg: &[u8], sig: &[u8]) -> bool {
-        match &self.key {
-            KeyMaterial::Rsa { n, e } => {
-                let params: &signature::RsaParameters = match alg {
-                    Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Alg::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Alg::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Alg::Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    Alg::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
-                RsaPublicKeyComponents { n, e }
-                    .verify(params, msg, sig)
-                    .is_ok()
-            }
-            KeyMaterial::Ec { point, .. } => {
-                let params = match alg {
-                    Alg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
-                    Alg::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
-                    _ => return false,
-                };
-                UnparsedPublicKey::new(params, point)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
-            KeyMaterial::Ed25519(x) => UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(msg, sig)
-                .is_ok(),
-        }
-    }
+/// The signing keys of a provider's JWKS, parsed as `jwt-validation` parses JWKS
+/// (`wicket_engine::actions::jwt`): keys not for signatures, of another type or curve, or
+/// symmetric are skipped; more than `MAX_JWKS_KEYS` keys refuse the set.
+pub(crate) fn parse_jwks(doc: &Json) -> Result<Vec<Key>, String> {
+    JwkSet::from_json(doc, false)
+        .map(|set| set.keys)
+        .map_err(|e| e.to_string())
 }
 
 /// Why an ID token was refused.
@@ -255,7 +99,7 @@ pub(crate) struct Expect<'a> {
 /// on success.
 pub(crate) fn verify_id_token(
     token: &str,
-    keys: &[Jwk],
+    keys: &[Key],
     expect: &Expect<'_>,
 ) -> Result<serde_json::Map<String, Json>, TokenError> {
     if token.len() > MAX_ID_TOKEN {
@@ -274,19 +118,21 @@ pub(crate) fn verify_id_token(
     };
     let header: Json =
         serde_json::from_slice(&decode(h)?).map_err(|_| TokenError::Malformed("bad header"))?;
-    let alg_name = header.get("alg").and_then(Json::as_str).unwrap_or("");
-    let alg = Alg::parse(alg_name).ok_or_else(|| TokenError::Alg(alg_name.to_owned()))?;
+    let alg = header.get("alg").and_then(Json::as_str).unwrap_or("");
+    if !ID_TOKEN_ALGS.contains(&alg) {
+        return Err(TokenError::Alg(alg.to_owned()));
+    }
     let kid = header.get("kid").and_then(Json::as_str);
     let sig = decode(s)?;
     let msg = &token.as_bytes()[..h.len() + 1 + p.len()];
-    let candidates: Vec<&Jwk> = keys
+    let mut candidates = keys
         .iter()
-        .filter(|k| k.fits(alg) && (kid.is_none() || k.kid.as_deref() == kid))
-        .collect();
-    if candidates.is_empty() {
+        .filter(|k| k.verifies(alg) && (kid.is_none() || k.kid() == kid))
+        .peekable();
+    if candidates.peek().is_none() {
         return Err(TokenError::UnknownKey(kid.unwrap_or("").to_owned()));
     }
-    if !candidates.iter().any(|k| k.verify(alg, msg, &sig)) {
+    if !candidates.any(|k| k.verify_signature(alg, msg, &sig)) {
         return Err(TokenError::Signature);
     }
     let claims: serde_json::Map<String, Json> =
@@ -347,7 +193,7 @@ fn check_claims(c: &serde_json::Map<String, Json>, e: &Expect<'_>) -> Result<(),
 pub(crate) mod tests {
     use super::*;
     use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+    use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
     use serde_json::json;
 
     /// An RSA-2048 test key (PKCS#1 DER, base64), generated with `openssl genpkey` for these
@@ -572,7 +418,7 @@ pub(crate) mod tests {
         ]});
         assert_eq!(parse_jwks(&doc).unwrap().len(), 1);
         let many = json!({"keys": vec![json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}); 500]});
-        assert_eq!(parse_jwks(&many).unwrap().len(), MAX_KEYS);
+        assert!(parse_jwks(&many).unwrap_err().contains("at most 64"));
         assert!(parse_jwks(&json!({})).is_err());
     }
 
