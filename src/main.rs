@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than the system allocator: the edge and the agent allocate and free a few
+/// dozen small buffers per proxied request, often on another worker thread than the one that
+/// allocated them; jemalloc cut the tunnel's CPU per request by 4–5 % (mimalloc made it worse;
+/// see `runtime/BENCHMARK.md`, round 3).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Wicket: a traffic policy engine and self-hosted tunnel.
 #[derive(Debug, Parser)]
 #[command(name = "wicket", version, about)]

@@ -35,6 +35,10 @@ use wicket_runtime::agent::{Agent, AgentConfig, AgentOptions, EndpointState};
 use wicket_runtime::edge::{Edge, EdgeConfig, NamedToken};
 use wicket_runtime::tls::{CertPair, generate_dev_ca};
 
+/// The allocator the `wicket` binary uses (see `src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const KIB: Bytes = Bytes::from_static(&[b'x'; 1024]);
 
 async fn upstream() -> SocketAddr {
