@@ -3,12 +3,14 @@
 //! their ratio.
 //!
 //! `cargo bench -p wicket-runtime --bench tunnel`. Environment:
-//! - `WICKET_BENCH_SECS` (default 5): seconds per run (after one unmeasured warm-up second);
+//! - `WICKET_BENCH_SECS` (default 5): seconds per run;
+//! - `WICKET_BENCH_WARMUP` (default 1): unmeasured seconds on the same path before each run;
 //! - `WICKET_BENCH_CONNS` (default 50): concurrent connections;
 //! - `WICKET_BENCH_ONLY`: run only the scenarios whose short name (`1k`, `1m`, `close`) is in
 //!   this comma-separated list;
-//! - `WICKET_BENCH_PATHS`: a comma-separated subset of `direct,relay1,relay2,tunnel` (the
-//!   default: all four), e.g. `tunnel` alone for profiling. `relay1`/`relay2` put one or two
+//! - `WICKET_BENCH_PATHS`: a comma-separated subset of `direct,tunnel,relay1,relay2` (the
+//!   default: all four; direct always runs first, the others in the order listed), e.g.
+//!   `tunnel` alone for profiling. `relay1`/`relay2` put one or two
 //!   do-nothing TCP relays (no TLS, no HTTP, no multiplexing) in front of the upstream: the floor
 //!   that the extra loopback hops alone set for any tunnel on this machine.
 //!
@@ -352,7 +354,10 @@ struct Row {
 fn run(addr: SocketAddr, path: &str, close: bool, conns: usize, secs: u64) -> Row {
     // One unmeasured second first: connections, pools, flow-control windows and allocator
     // arenas warm up, so that no path pays for its set-up inside the measurement.
-    let _ = load(addr, path, close, conns, 1);
+    let warmup: u64 = env_or("WICKET_BENCH_WARMUP", 1);
+    if warmup > 0 {
+        let _ = load(addr, path, close, conns, warmup);
+    }
     let cpu0 = process_cpu();
     let (mut s, elapsed, client_cpu) = load(addr, path, close, conns, secs);
     // The load generator's thread has exited: what remains is the servers' time.
@@ -391,7 +396,7 @@ fn main() {
     let only: Option<String> = std::env::var("WICKET_BENCH_ONLY").ok();
     let paths: String = env_or(
         "WICKET_BENCH_PATHS",
-        "direct,relay1,relay2,tunnel".to_owned(),
+        "direct,tunnel,relay1,relay2".to_owned(),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -459,23 +464,20 @@ fn main() {
         }
         let want = |p: &str| paths.split(',').any(|x| x == p);
         let d = want("direct").then(|| run(up, path, close, conns, secs));
-        // The tunnel runs right after direct: the relays' `Connection: close` runs leave
-        // thousands of sockets in TIME_WAIT (three per request for two relays), which slows
-        // the connection set-up of whatever runs next.
-        let others = [
-            (
-                "tunnel",
-                want("tunnel").then(|| run(tunnel, path, close, conns, secs)),
-            ),
-            (
-                "1 relay (floor)",
-                want("relay1").then(|| run(relay1, path, close, conns, secs)),
-            ),
-            (
-                "2 relays (floor)",
-                want("relay2").then(|| run(relay2, path, close, conns, secs)),
-            ),
-        ];
+        // The other paths run in the order `WICKET_BENCH_PATHS` lists them (default: the tunnel
+        // right after direct — the relays' `Connection: close` runs leave thousands of sockets
+        // in TIME_WAIT, three per request for two relays, which slows the connection set-up of
+        // whatever runs next).
+        let mut others: Vec<(&str, Row)> = Vec::new();
+        for p in paths.split(',') {
+            let (label, addr) = match p {
+                "tunnel" => ("tunnel", tunnel),
+                "relay1" => ("1 relay (floor)", relay1),
+                "relay2" => ("2 relays (floor)", relay2),
+                _ => continue,
+            };
+            others.push((label, run(addr, path, close, conns, secs)));
+        }
         if let Some(d) = &d {
             println!(
                 "| {name} | direct | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {:.1} |  |  |",
@@ -483,7 +485,6 @@ fn main() {
             );
         }
         for (label, r) in &others {
-            let Some(r) = r else { continue };
             let (ratio, added) = match &d {
                 Some(d) => (
                     format!("{:.2}×", r.rps / d.rps.max(f64::MIN_POSITIVE)),
@@ -500,7 +501,6 @@ fn main() {
             // On a machine with spare cores for nobody else, a CPU-bound run would reach this
             // ratio: the same cores serve (client + servers) CPU time per request.
             for (label, r) in &others {
-                let Some(r) = r else { continue };
                 let projected = (d.server_us + d.client_us) / (r.server_us + r.client_us);
                 println!(
                     "|  | CPU-bound projection, {label} |  |  |  |  |  |  |  | {projected:.2}× |  |"
