@@ -11,6 +11,8 @@ pub mod compress;
 pub mod duration;
 pub mod edge;
 pub mod engine_policy;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod io;
 pub mod ja4;
 pub mod metrics;

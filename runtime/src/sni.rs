@@ -109,6 +109,10 @@ fn parse_handshake(record: &[u8]) -> Option<ClientHelloSni> {
                 let n = list.u16()?;
                 let name = list.take(n)?;
                 if kind == 0 {
+                    // `HostName<1..2^16-1>` (RFC 6066): an empty name is malformed, not a name.
+                    if name.is_empty() {
+                        return None;
+                    }
                     let name = std::str::from_utf8(name).ok()?;
                     return Some(ClientHelloSni::Name(name.to_ascii_lowercase()));
                 }
