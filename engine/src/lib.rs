@@ -5,6 +5,8 @@ pub mod actions;
 pub mod compile;
 pub mod error;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod interp;
 pub mod program;
 pub mod value;

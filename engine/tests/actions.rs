@@ -351,3 +351,25 @@ fn a_failing_condition_ends_closed_naming_its_error_and_false_wins_over_errors()
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// The actions the policy crate lints as unsupported by the edge (`EDGE_UNSUPPORTED`, W0011)
+/// are exactly those, besides the legacy and preview ones, that the engine refuses as not
+/// supported: the warning and the bind refusal cannot drift apart.
+#[test]
+fn the_lint_list_of_unsupported_actions_matches_the_engine() {
+    use wicket_policy::model::schema::{ACTIONS, ActionStatus, EDGE_UNSUPPORTED};
+    for spec in ACTIONS {
+        let phase = spec.phases[0];
+        let doc = serde_json::json!({ phase.as_str(): [{"actions": [{"type": spec.name, "config": {}}]}] });
+        let refused = match PolicyIr::from_json(&doc).map(|ir| compile(&ir)) {
+            Ok(Err(e)) => e.to_string().contains("is not supported"),
+            _ => false,
+        };
+        let listed = EDGE_UNSUPPORTED.contains(&spec.name) || spec.status != ActionStatus::Ga;
+        assert_eq!(
+            refused, listed,
+            "`{}`: engine refuses it: {refused}, lint warns: {listed}",
+            spec.name
+        );
+    }
+}

@@ -80,6 +80,7 @@ codes! {
     EMPTY_POLICY = "W0007", Warning, Some(2235), "empty-policy", "the policy has no rules";
     AGENT_CONFIG = "W0008", Warning, None, "agent-config", "a questionable agent config entry";
     SINGLE_VALUE_LIST = "W0010", Warning, None, "single-value-list", "a single value where a list is expected";
+    EDGE_UNSUPPORTED = "W0011", Warning, None, "unsupported-by-edge", "an action the Wicket edge does not carry out: the bind is refused";
     PLACEHOLDER = "W0009", Warning, None, "placeholder", "a value is a placeholder to fill in before deploying";
     UNREACHABLE_RULE = "W0101", Warning, None, "unreachable-rule", "a rule follows a rule that always terminates";
     DENY_LIST_ONLY = "W0102", Warning, Some(393), "deny-list-only", "`restrict-ips` with only a deny list";

@@ -169,6 +169,18 @@ pub enum ActionStatus {
     Preview,
 }
 
+/// Actions of the Traffic Policy format that the Wicket edge does not carry out: a policy using
+/// one lints with a warning ([`crate::codes::EDGE_UNSUPPORTED`]) and the edge refuses the bind.
+/// (`ai-gateway` and `saml` are not carried out either; they have their own legacy and preview
+/// warnings.) The engine's tests check this list against what it compiles.
+pub const EDGE_UNSUPPORTED: &[&str] = &[
+    "owasp-crs-request",
+    "owasp-crs-response",
+    "request-body-find-replace",
+    "response-body-find-replace",
+    "sse-find-replace",
+];
+
 /// One action type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActionSpec {

@@ -509,6 +509,16 @@ impl Validator<'_> {
             }
             ActionStatus::Ga => {}
         }
+        if super::schema::EDGE_UNSUPPORTED.contains(&type_name) {
+            self.help(
+                codes::EDGE_UNSUPPORTED,
+                type_node.span,
+                format!(
+                    "`{type_name}` is not supported by the Wicket edge: an endpoint whose policy uses it is refused at bind time"
+                ),
+                "remove the action, or run this policy where it is supported",
+            );
+        }
         if !spec.allowed_in(phase) {
             let phases: Vec<String> = spec.phases.iter().map(|p| format!("`{p}`")).collect();
             self.diags.push(
