@@ -364,10 +364,7 @@ fn fold(expr: &Expr) -> Node {
 /// A condition no specialised node covers: compiled with every name resolved, or (for
 /// `cel.block` only) left to the reference interpreter.
 fn general(expr: &Expr) -> Node {
-    match crate::eval::general::compile(expr) {
-        Ok(g) => Node::General(Box::new(g)),
-        Err(_) => Node::Interp(Box::new(expr.clone())),
-    }
+    Node::General(Box::new(crate::eval::general::Compiled::new(expr.clone())))
 }
 
 fn flatten<'e>(expr: &'e Expr, op: BinaryOp, out: &mut Vec<&'e Expr>) {

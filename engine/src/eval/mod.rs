@@ -246,10 +246,9 @@ pub enum Node {
         /// The header name.
         name: Box<str>,
     },
-    /// Anything else: a compiled general expression.
-    General(Box<general::GExpr>),
-    /// What [`general::compile`] leaves to the reference interpreter (`cel.block`).
-    Interp(Box<Expr>),
+    /// Anything else: a general expression, its names resolved (or, for `cel.block` only, left
+    /// to the reference interpreter — see [`general::Compiled`]).
+    General(Box<general::Compiled>),
 }
 
 impl Node {
@@ -274,7 +273,7 @@ impl Node {
             Node::And(ns) | Node::Or(ns) => ns.iter().map(Node::cost).sum(),
             // The same cost for both, so that the order of conjuncts (and which error a
             // failing conjunction reports) does not depend on how an expression is evaluated.
-            Node::General(_) | Node::Interp(_) => 100,
+            Node::General(_) => 100,
         }
     }
 
@@ -282,7 +281,7 @@ impl Node {
     #[must_use]
     pub fn is_general(&self) -> bool {
         match self {
-            Node::General(_) | Node::Interp(_) => true,
+            Node::General(_) => true,
             Node::Not(n) => n.is_general(),
             Node::And(ns) | Node::Or(ns) => ns.iter().any(Node::is_general),
             _ => false,
@@ -793,11 +792,7 @@ fn eval_other<V: RequestView + ?Sized>(
                 Ok(view.header_count(name) > 0)
             }
         }
-        Node::General(expr) => match general::eval(expr, view, st)? {
-            Value::Bool(b) => Ok(b),
-            _ => Err(not_bool("_&&_")),
-        },
-        Node::Interp(expr) => match eval_value(expr, view, st)? {
+        Node::General(expr) => match expr.eval(view, st)? {
             Value::Bool(b) => Ok(b),
             _ => Err(not_bool("_&&_")),
         },
