@@ -162,16 +162,7 @@ async fn one_request(
         read_chunked(tcp, buf).await?
     } else {
         let n = length.ok_or(LoadError::Bad("no content-length"))?;
-        let mut left = n;
-        loop {
-            let take = left.min(buf.len() as u64);
-            buf.advance(take as usize);
-            left -= take;
-            if left == 0 {
-                break;
-            }
-            fill(tcp, buf).await?;
-        }
+        skip(tcp, buf, n).await?;
         n
     };
     if !buf.is_empty() {
@@ -181,6 +172,20 @@ async fn one_request(
         return Err(LoadError::Status(status));
     }
     Ok(n)
+}
+
+/// Consumes `n` bytes of the stream: those already in `buf`, then more as they arrive.
+async fn skip(tcp: &mut TcpStream, buf: &mut BytesMut, n: u64) -> Result<(), LoadError> {
+    let mut left = n;
+    loop {
+        let take = left.min(buf.len() as u64);
+        buf.advance(take as usize);
+        left -= take;
+        if left == 0 {
+            return Ok(());
+        }
+        fill(tcp, buf).await?;
+    }
 }
 
 async fn read_chunked(tcp: &mut TcpStream, buf: &mut BytesMut) -> Result<u64, LoadError> {
@@ -210,16 +215,7 @@ async fn read_chunked(tcp: &mut TcpStream, buf: &mut BytesMut) -> Result<u64, Lo
             return Ok(total);
         }
         total += size;
-        let mut left = size + 2;
-        loop {
-            let take = left.min(buf.len() as u64);
-            buf.advance(take as usize);
-            left -= take;
-            if left == 0 {
-                break;
-            }
-            fill(tcp, buf).await?;
-        }
+        skip(tcp, buf, size + 2).await?;
     }
 }
 

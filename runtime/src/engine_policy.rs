@@ -788,7 +788,11 @@ impl Continuation for ExternalStep {
                 applied,
                 kind,
             } = *self;
-            let state = scratch.phase_state();
+            let state = if handler.reads_phase_state() {
+                scratch.phase_state()
+            } else {
+                wicket_engine::program::PhaseState::default()
+            };
             let cx = RequestCx {
                 parts: req,
                 body,
@@ -1028,7 +1032,8 @@ on_http_response:
             client,
             server: None,
             by_action,
-            ja4: None,
+            client_hello: None,
+            ja4: std::sync::OnceLock::new(),
         })
     }
 

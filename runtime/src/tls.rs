@@ -449,8 +449,11 @@ pub struct TlsInfo {
     pub server: Option<Arc<PeerCert>>,
     /// Whether a `terminate-tls` action set the handshake up (its result variables exist).
     pub by_action: bool,
-    /// The JA4 fingerprint of the client's ClientHello ([`crate::ja4`]), when the edge read it.
-    pub ja4: Option<String>,
+    /// The ClientHello the client sent (the first bytes of the connection), when the edge read
+    /// it before the handshake: the source of `conn.tls.ja4_fingerprint`.
+    pub client_hello: Option<bytes::Bytes>,
+    /// Its JA4 fingerprint ([`crate::ja4`]), computed the first time a policy reads it.
+    pub(crate) ja4: std::sync::OnceLock<Option<String>>,
 }
 
 impl TlsInfo {
@@ -482,8 +485,21 @@ impl TlsInfo {
                 .map(|c| Arc::new(PeerCert::new(c.clone().into_owned()))),
             server,
             by_action,
-            ja4: None,
+            client_hello: None,
+            ja4: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The JA4 fingerprint of the client's ClientHello, computed on first use; `None` when the
+    /// edge did not read a whole ClientHello.
+    pub fn ja4(&self) -> Option<&str> {
+        self.ja4
+            .get_or_init(|| {
+                self.client_hello
+                    .as_deref()
+                    .and_then(crate::ja4::fingerprint)
+            })
+            .as_deref()
     }
 
     /// The value of `conn.tls.<suffix>` (`version`, `client.subject.common_name`, …). Client
@@ -497,7 +513,7 @@ impl TlsInfo {
             "negotiated_alpn" => Value::string(self.alpn.as_deref().unwrap_or("")),
             "session_resumed" => Value::Bool(self.resumed),
             "sni" => Value::string(self.sni.as_deref().unwrap_or("")),
-            "ja4_fingerprint" => Value::string(self.ja4.as_deref().unwrap_or("")),
+            "ja4_fingerprint" => Value::string(self.ja4().unwrap_or("")),
             _ => {
                 if let Some(rest) = suffix.strip_prefix("client") {
                     return cert_variable(self.client.as_deref(), rest);
@@ -950,7 +966,8 @@ mod tests {
             client: Some(Arc::new(PeerCert::new(client_cert("device-1")))),
             server: None,
             by_action: true,
-            ja4: None,
+            client_hello: None,
+            ja4: std::sync::OnceLock::new(),
         };
         let s = |v: Option<Value>| match v {
             Some(Value::String(s)) => s.to_string(),
@@ -981,7 +998,7 @@ mod tests {
         assert_eq!(s(info.variable("client.fingerprint")), expected);
         assert_eq!(expected.len(), 64);
         assert_eq!(s(info.variable("ja4_fingerprint")), "");
-        info.ja4 = Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into());
+        info.ja4 = std::sync::OnceLock::from(Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()));
         assert_eq!(
             s(info.variable("ja4_fingerprint")),
             "t13d1516h2_8daaf6152771_e5627efa2ab1"

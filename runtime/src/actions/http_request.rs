@@ -960,6 +960,10 @@ impl ExternalAction for HttpRequest {
             Ok(ActionOutcome::proceed(NAMESPACE, value))
         })
     }
+
+    fn reads_phase_state(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -263,8 +263,8 @@ pub struct RequestCx<'a> {
     pub conn: &'a ConnInfo,
     /// Edge-wide facilities.
     pub env: &'a ActionEnv,
-    /// `vars.*` and `actions.ngrok.*` as the suspended phase left them (for templates that read
-    /// them).
+    /// `vars.*` and `actions.ngrok.*` as the suspended phase left them, for a handler that
+    /// [reads them](ExternalAction::reads_phase_state); empty for the others.
     pub state: &'a wicket_engine::program::PhaseState,
 }
 
@@ -327,6 +327,12 @@ impl ActionError {
 pub trait ExternalAction: Send + Sync + std::fmt::Debug {
     /// Carries the action out for one request.
     fn run<'a>(&'a self, cx: RequestCx<'a>) -> BoxFuture<'a, Result<ActionOutcome, ActionError>>;
+
+    /// Whether the handler reads [`RequestCx::state`] (its templates name `vars.*` or
+    /// `actions.ngrok.*`); when not, the phase's state is not copied for it.
+    fn reads_phase_state(&self) -> bool {
+        false
+    }
 }
 
 /// Compiles the config of an action of type `kind` into its handler; `Err` is a bind-time

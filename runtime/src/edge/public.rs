@@ -220,7 +220,7 @@ async fn serve_tls_conn(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         };
     let mut negotiated = negotiated;
-    negotiated.ja4 = crate::ja4::fingerprint(&hello);
+    negotiated.client_hello = Some(hello);
     let negotiated = Arc::new(negotiated);
     info.tls = Some(negotiated.clone());
     if let Some(t) = pending {
@@ -330,7 +330,7 @@ async fn pipe_raw<I>(
                     }
                 };
             let mut negotiated = negotiated;
-            negotiated.ja4 = client_hello.as_deref().and_then(crate::ja4::fingerprint);
+            negotiated.client_hello = client_hello;
             info.tls = Some(Arc::new(negotiated));
             if t.resume(&info) != ConnDecision::Allow {
                 return;
